@@ -1,0 +1,1 @@
+"""Axolotl YAML templates, rendering, validation with Axolotl itself, and launching."""

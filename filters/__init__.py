@@ -1,0 +1,1 @@
+"""Filters: validity, execution success, LLM judge, exact and semantic dedupe, balancing."""

@@ -1,0 +1,1 @@
+"""Generation: backends, prompt templates, the STE explorer, paraphraser, TRICE sampler, simulator."""

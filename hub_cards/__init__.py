@@ -1,0 +1,1 @@
+"""Dataset card templates, release building and publishing to the Hugging Face Hub."""

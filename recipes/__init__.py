@@ -1,0 +1,1 @@
+"""YAML recipes (quickstart, ste, trice, continual) and the runner that chains stages."""

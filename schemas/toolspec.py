@@ -1,0 +1,163 @@
+"""ToolSpec: the one canonical description of a tool, whatever format it came from.
+
+Every importer produces ToolSpecs; every later stage (constraint schemas, the executor, prompts,
+training rows) reads only ToolSpecs. A tools file is JSON Lines, one ToolSpec per line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from imaginarium.atomic import atomic_path
+from imaginarium.errors import InputError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_HASH_LEN = 8
+
+
+def safe_name(source_name: str) -> str:
+    """A function-call safe name for `source_name`, deterministic and collision-free.
+
+    A name that is already safe is kept as is. Otherwise unsafe runs become `_` (`%%`, the
+    ToolBench tool/API separator, becomes `__`), and a short hash of the original name is
+    appended: two different source names can sanitise to the same text ("a b" and "a_b"), but
+    not to the same text and hash, so the mapping stays injective.
+    """
+    if NAME_PATTERN.match(source_name):
+        return source_name
+    base = source_name.replace("%%", "__")
+    base = _UNSAFE.sub("_", base).strip("_") or "tool"
+    digest = hashlib.sha256(source_name.encode("utf-8")).hexdigest()[:_HASH_LEN]
+    return f"{base[: 64 - _HASH_LEN - 1]}_{digest}"
+
+
+class ToolSource(BaseModel):
+    """Where a tool came from: the format, the file and the JSON pointer inside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str
+    file: str | None = None
+    pointer: str = ""
+
+
+class HttpBinding(BaseModel):
+    """How to call an HTTP tool live: method, server, path template, where each argument goes.
+
+    `locations` maps each argument name (as it appears in `parameters`) to
+    `(location, original_name)`, location one of path | query | header | cookie | body.
+    A `body` argument named `body` with original name "" is the whole request body.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+    server_url: str = ""
+    path: str
+    locations: dict[str, tuple[str, str]] = Field(default_factory=dict)
+    content_type: str | None = None
+
+
+class ToolSpec(BaseModel):
+    """A tool: name, description, parameters (JSON Schema object) and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    source_name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    returns: dict[str, Any] | None = None
+    category: str | None = None
+    source: ToolSource
+    http: HttpBinding | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a function-call safe name ({NAME_PATTERN.pattern})")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters_are_a_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("type") != "object":
+            raise ValueError("parameters must be a JSON Schema with type 'object'")
+        check_schema(value)
+        return value
+
+    @field_validator("returns")
+    @classmethod
+    def _returns_is_a_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_schema(value)
+        return value
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
+
+    def openai_tool(self) -> dict[str, Any]:
+        """The tool in the OpenAI / Hugging Face function-calling format."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+def check_schema(schema: dict[str, Any]) -> None:
+    """Raise ValueError unless `schema` is valid under the JSON Schema Draft 2020-12 metaschema."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ValueError(f"invalid JSON Schema at {where}: {exc.message}") from None
+
+
+def read_tools(path: str | Path) -> list[ToolSpec]:
+    """Read a tools.jsonl file; a bad line raises InputError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such tools file", where=str(path))
+    tools = []
+    names: dict[str, int] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                tool = ToolSpec.model_validate_json(line)
+            except ValidationError as exc:
+                raise InputError(_first_error(exc), where=where) from None
+            if tool.name in names:
+                raise InputError(f"duplicate tool name {tool.name!r} (also on line {names[tool.name]})", where=where)
+            names[tool.name] = number
+            tools.append(tool)
+    return tools
+
+
+def write_tools(path: str | Path, tools: Iterable[ToolSpec]) -> None:
+    """Write a tools.jsonl file atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for tool in tools:
+                handle.write(tool.to_json() + "\n")
+
+
+def tools_by_name(tools: Iterable[ToolSpec]) -> dict[str, ToolSpec]:
+    return {tool.name: tool for tool in tools}
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(p) for p in error["loc"]) or "(root)"
+    return f"field {field}: {error['msg']}"
