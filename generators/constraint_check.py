@@ -1,0 +1,81 @@
+"""One check, shared by every backend, that a generated text satisfies its constraint.
+
+Constrained decoding (Outlines, vLLM's structured outputs, a server's `response_format`)
+should only produce matching text, but engines differ in what they enforce (bounds, lengths,
+patterns) and servers are outside our control. So every backend passes each constrained text
+through `validate_completion` before reporting it as valid, and all of them agree on what
+"valid" means: JSON that validates with jsonschema, a full regex match, or an exact choice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+
+from imaginarium.generators.backend import Constraint
+from imaginarium.jsonutil import canonical_json
+
+
+def validate_completion(constraint: Constraint | None, text: str) -> tuple[bool, Any, str | None]:
+    """Check `text` against `constraint`: `(ok, value, error)`.
+
+    `value` is the parsed JSON for a json constraint and the text itself for regex and choice
+    (None when not ok); `error` says what is wrong when not ok. With no constraint any text is
+    fine and the value is None.
+    """
+    if constraint is None:
+        return True, None, None
+    if constraint.kind == "json":
+        return _check_json(constraint.value, text)
+    if constraint.kind == "regex":
+        try:
+            pattern = _compiled_regex(constraint.value)
+        except re.error as exc:
+            return False, None, f"the regex {constraint.value!r} does not compile: {exc}"
+        if pattern.fullmatch(text):
+            return True, text, None
+        return False, None, f"text does not match the regex {constraint.value!r}"
+    if constraint.kind == "choice":
+        if text in constraint.value:
+            return True, text, None
+        return False, None, f"text is not one of the {len(constraint.value)} choices"
+    return False, None, f"unknown constraint kind {constraint.kind!r}"
+
+
+def _check_json(schema: dict[str, Any], text: str) -> tuple[bool, Any, str | None]:
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        return False, None, f"not valid JSON: {exc}"
+    try:
+        validator = _validator(canonical_json(schema))
+    except jsonschema.SchemaError as exc:
+        return False, None, f"the schema itself is invalid: {exc.message}"
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        return False, None, f"schema violation at {where}: {error.message}"
+    return True, value, None
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are accepted by Python's json but are not JSON."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+@lru_cache(maxsize=4096)
+def _validator(schema_json: str) -> jsonschema.protocols.Validator:
+    """A checked validator per distinct schema (keyed by canonical JSON), built once."""
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+@lru_cache(maxsize=1024)
+def _compiled_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
