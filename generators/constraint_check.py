@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from imaginarium.generators.backend import Constraint
+from imaginarium.generators.backend import Completion, Constraint
 from imaginarium.jsonutil import canonical_json
 
 
@@ -46,6 +46,24 @@ def validate_completion(constraint: Constraint | None, text: str) -> tuple[bool,
     return False, None, f"unknown constraint kind {constraint.kind!r}"
 
 
+def judged_completion(constraint: Constraint | None, text: str, engine_reason: str | None) -> Completion:
+    """A Completion for `text` as an engine or server finished it, judged against `constraint`.
+
+    `length` (cut by max_tokens) is never valid; `stop` (or an engine's `None`/`tool_calls`)
+    is `stop` with the parsed value when the text validates and `invalid` otherwise; any other
+    reason (`abort`, `content_filter`, ...) is an `error`. Indices and token counts are the
+    caller's to fill in.
+    """
+    if engine_reason == "length":
+        return Completion(text, "length", error="cut by max_tokens")
+    if engine_reason not in ("stop", "tool_calls", None):
+        return Completion(text, "error", error=f"generation finished with {engine_reason!r}")
+    ok, value, problem = validate_completion(constraint, text)
+    if not ok:
+        return Completion(text, "invalid", error=problem)
+    return Completion(text, "stop", value=value)
+
+
 def _check_json(schema: dict[str, Any], text: str) -> tuple[bool, Any, str | None]:
     try:
         value = json.loads(text, parse_constant=_reject_constant)
@@ -73,7 +91,7 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
     schema = json.loads(schema_json)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)
-    return cls(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 @lru_cache(maxsize=1024)

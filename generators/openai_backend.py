@@ -39,7 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
-from imaginarium.generators.constraint_check import validate_completion
+from imaginarium.generators.constraint_check import judged_completion
 
 logger = logging.getLogger(__name__)
 
@@ -209,17 +209,10 @@ class OpenAIBackend(Backend):
         return completions
 
     def _judge(self, constraint: Constraint | None, text: str, server_reason: str | None) -> Completion:
-        """Map the server's finish_reason and validate constrained text."""
-        if server_reason == "length":
-            return Completion(text, "length", error="cut by max_tokens")
-        if server_reason not in ("stop", "tool_calls", None):
-            return Completion(text, "error", error=f"the server finished with {server_reason!r}")
+        """Map the server's finish_reason and validate the text (a choice unwrapped first)."""
         if constraint is not None and constraint.kind == "choice" and self._flavor == "openai":
             text = _unwrap_choice(text)
-        ok, value, problem = validate_completion(constraint, text)
-        if not ok:
-            return Completion(text, "invalid", error=problem)
-        return Completion(text, "stop", value=value)
+        return judged_completion(constraint, text, server_reason)
 
     # ------------------------------------------------------------------ HTTP
 

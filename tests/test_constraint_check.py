@@ -1,7 +1,7 @@
 """validate_completion: the one validity check every backend applies to constrained output."""
 
 from imaginarium.generators.backend import Constraint
-from imaginarium.generators.constraint_check import validate_completion
+from imaginarium.generators.constraint_check import judged_completion, validate_completion
 
 SCHEMA = {
     "type": "object",
@@ -49,3 +49,19 @@ def test_choice_is_exact_membership():
 
 def test_no_constraint_accepts_anything():
     assert validate_completion(None, "whatever") == (True, None, None)
+
+
+def test_judged_completion_maps_engine_finish_reasons():
+    choice = Constraint.choice(["yes", "no"])
+    assert judged_completion(choice, "yes", "stop").value == "yes"
+    cut = judged_completion(choice, "yes", "length")
+    assert (cut.finish_reason, cut.value) == ("length", None)  # even a matching text: cut is never valid
+    assert judged_completion(choice, "maybe", "stop").finish_reason == "invalid"
+    assert judged_completion(choice, "yes", "abort").finish_reason == "error"
+    assert judged_completion(None, "free text", None).finish_reason == "stop"
+
+
+def test_formats_are_checked():
+    schema = {"type": "object", "properties": {"day": {"type": "string", "format": "date"}}}
+    assert validate_completion(Constraint.json(schema), '{"day": "2024-02-30"}')[0] is False
+    assert validate_completion(Constraint.json(schema), '{"day": "2024-02-29"}')[0] is True
