@@ -1,0 +1,42 @@
+"""`make_backend(name, model)`: the one place that turns a backend name into a Backend.
+
+Backends are imported lazily, so choosing `openai` never imports torch and choosing
+`transformers` never imports vLLM. The model name `tiny` (or `tiny:SEED`) means the embedded
+tiny model, built on the fly once per process.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from imaginarium.errors import InputError
+from imaginarium.generators.backend import Backend
+
+BACKENDS = {
+    "transformers": "imaginarium.generators.transformers_backend:TransformersBackend",
+    "vllm": "imaginarium.generators.vllm_backend:VLLMBackend",
+    "openai": "imaginarium.generators.openai_backend:OpenAIBackend",
+}
+
+
+def resolve_model(model: str) -> str:
+    """`tiny` / `tiny:SEED` -> the path of the embedded tiny model; anything else unchanged."""
+    if model == "tiny" or model.startswith("tiny:"):
+        from imaginarium.generators.tiny_model import tiny_model_path
+
+        seed_text = model.partition(":")[2] or "0"
+        if not seed_text.isdigit():
+            raise InputError(f"model {model!r}: the tiny model's seed must be a non-negative integer", where="model")
+        return str(tiny_model_path(int(seed_text)))
+    return model
+
+
+def make_backend(name: str, model: str, *, revision: str | None = None, **options: Any) -> Backend:
+    """Create backend `name` (transformers | vllm | openai) for `model` with backend-specific options."""
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}", where="backend")
+    module_name, class_name = BACKENDS[name].split(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    resolved = resolve_model(model) if name in ("transformers", "vllm") else model
+    return backend_class(resolved, revision=revision, **options)

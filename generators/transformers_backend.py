@@ -1,0 +1,340 @@
+"""The `transformers` backend: HF transformers + Outlines, on CPU or GPU.
+
+Why our own decoding loop instead of `model.generate` with Outlines' logits processors:
+- per-row seeds: each sample draws from its own torch.Generator, so the same seed gives the
+  same output whatever else is in the batch (HF generate shares one RNG across the batch);
+- batched masking: rows' grammar matchers write into one bitmask that is applied with one
+  tensor op (see structured.py), which keeps constrained decoding close to unconstrained speed;
+- rows with different constraints share a batch, so a few requests per schema still batch well.
+
+Requests are expanded into `n` rows, sorted by constraint and prompt length (similar rows
+finish together), and decoded in batches of `batch_size` with left padding and a KV cache.
+Every constrained result is validated (jsonschema, re.fullmatch, membership): `value` is set
+only when it is valid; an invalid one is retried with a fresh seed up to `max_retries` times,
+then reported as finish_reason=invalid. A result cut by max_tokens is `length`, never valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
+from imaginarium.generators.defaults import DEFAULT_STRUCTURED_BACKEND
+from imaginarium.generators.structured import CompiledConstraint, ConstraintCompiler, RowMatcher, unpack_bitmask
+from imaginarium.jsonutil import content_hash
+
+
+def constraint_key(constraint: Constraint | None) -> str:
+    """The cache key of a constraint: a hash of its canonical JSON ('' for none)."""
+    if constraint is None:
+        return ""
+    return content_hash({"kind": constraint.kind, "value": constraint.value})
+
+
+def row_seed(seed: int | None, sample_index: int, attempt: int) -> int:
+    """The RNG seed of one sample: derived from the request's seed, or fresh when it has none."""
+    if seed is None:
+        return secrets.randbits(63)
+    digest = hashlib.sha256(f"{seed}/{sample_index}/{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def check_value(constraint: Constraint, text: str, validator: Any = None) -> tuple[Any, str | None]:
+    """(value, None) when `text` satisfies `constraint`, else (None, why not)."""
+    if constraint.kind == "json":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return None, f"not JSON: {exc}"
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        if errors:
+            path = "/".join(str(p) for p in errors[0].absolute_path)
+            return None, f"schema violation at /{path}: {errors[0].message}"
+        return value, None
+    if constraint.kind == "regex":
+        return (text, None) if re.fullmatch(constraint.value, text) else (None, "does not match the regex")
+    return (text, None) if text in constraint.value else (None, "not one of the choices")
+
+
+@dataclass
+class _Row:
+    """One sample being generated: request `request_index`, sample `sample_index`."""
+
+    request_index: int
+    sample_index: int
+    request: GenerationRequest
+    prompt_ids: list[int]
+    key: str
+    attempt: int = 0
+    tokens: list[int] = field(default_factory=list)
+
+
+class TransformersBackend(Backend):
+    """Generate with a local HF causal LM; constraints enforced by an Outlines structured backend."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        *,
+        device: str | None = None,
+        structured_backend: str = DEFAULT_STRUCTURED_BACKEND,
+        max_retries: int = 2,
+        batch_size: int = 64,
+        dtype: str = "auto",
+    ):
+        super().__init__(str(model), revision)
+        if device in (None, "cpu"):
+            os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # else the first constrained call compiles ~10 s
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.structured_backend = structured_backend
+        self.max_retries = max_retries
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model, revision=revision)
+        self.tokenizer.padding_side = "left"
+        self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, revision=revision, dtype=dtype)
+        self.hf_model.to(self.device).eval()
+        self.eos_ids = self._eos_ids()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self._compiler: ConstraintCompiler | None = None
+        self._compiled: dict[str, CompiledConstraint | Exception] = {}
+        self._validators: dict[str, Any] = {}
+        self.stats.extra.update({"compile_seconds": 0.0, "constraints_compiled": 0, "constraint_cache_hits": 0})
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "structured_backend": self.structured_backend}
+
+    def _eos_ids(self) -> set[int]:
+        ids = set()
+        configured = getattr(self.hf_model.generation_config, "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif configured:
+            ids.update(configured)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        if not ids:
+            raise ValueError(f"model {self.model} has no end-of-sequence token")
+        return ids
+
+    # -- constraints -------------------------------------------------------------------------
+
+    def compiled(self, constraint: Constraint) -> CompiledConstraint:
+        """The compiled form of `constraint`, compiled once per process (Outlines has no cache)."""
+        key = constraint_key(constraint)
+        if key in self._compiled:
+            self.stats.extra["constraint_cache_hits"] += 1
+        else:
+            if self._compiler is None:
+                import outlines
+
+                self._compiler = ConstraintCompiler(
+                    outlines.from_transformers(self.hf_model, self.tokenizer), self.structured_backend
+                )
+            try:
+                self._compiled[key] = self._compiler.compile(constraint)
+                self.stats.extra["compile_seconds"] += self._compiled[key].compile_seconds
+                self.stats.extra["constraints_compiled"] += 1
+            except Exception as exc:  # a schema the engine cannot handle fails its requests only
+                self._compiled[key] = exc
+        result = self._compiled[key]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _validator(self, constraint: Constraint) -> Any:
+        if constraint.kind != "json":
+            return None
+        key = constraint_key(constraint)
+        if key not in self._validators:
+            from jsonschema.validators import validator_for
+
+            cls = validator_for(constraint.value)
+            self._validators[key] = cls(constraint.value, format_checker=cls.FORMAT_CHECKER)
+        return self._validators[key]
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        rows: list[_Row] = []
+        for index, request in enumerate(requests):
+            prompt_ids = self._prompt_ids(request)
+            key = constraint_key(request.constraint)
+            rows.extend(_Row(index, k, request, prompt_ids, key) for k in range(request.n))
+        results: dict[tuple[int, int], Completion] = {}
+        pending = rows
+        while pending:
+            runnable = []
+            for row in pending:
+                failure = self._compile_failure(row)
+                if failure is not None:
+                    results[row.request_index, row.sample_index] = failure
+                else:
+                    runnable.append(row)
+            runnable.sort(key=lambda r: (r.key, len(r.prompt_ids)))
+            retry = []
+            for start in range(0, len(runnable), self.batch_size):
+                batch = runnable[start : start + self.batch_size]
+                for row, completion in zip(batch, self._decode_batch(batch)):
+                    if completion.finish_reason == "invalid" and row.attempt < self.max_retries:
+                        row.attempt += 1
+                        retry.append(row)
+                    else:
+                        results[row.request_index, row.sample_index] = completion
+            pending = retry
+        self.stats.extra["retries"] = self.stats.extra.get("retries", 0) + sum(r.attempt for r in rows)
+        return [results[row.request_index, row.sample_index] for row in rows]
+
+    def _compile_failure(self, row: _Row) -> Completion | None:
+        if row.request.constraint is None:
+            return None
+        try:
+            self.compiled(row.request.constraint)
+        except Exception as exc:
+            return Completion(
+                "", "error", prompt_tokens=len(row.prompt_ids), request_index=row.request_index,
+                sample_index=row.sample_index, error=f"constraint could not be compiled: {exc}",
+            )
+        return None
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        if request.messages is not None:
+            if not self.tokenizer.chat_template:
+                raise ValueError(f"model {self.model} has no chat template; send a raw prompt instead")
+            text = self.tokenizer.apply_chat_template(
+                request.messages, tools=request.tools, add_generation_prompt=True, tokenize=False
+            )
+            return self.tokenizer(text, add_special_tokens=False).input_ids
+        return self.tokenizer(request.prompt).input_ids
+
+    def _decode_batch(self, rows: list[_Row]) -> list[Completion]:
+        """Decode one batch to the end; returns a completion per row (not yet retried)."""
+        import torch
+
+        size = len(rows)
+        width = max(len(r.prompt_ids) for r in rows)
+        input_ids = torch.full((size, width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((size, width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
+            attention[i, width - len(row.prompt_ids) :] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        matchers: list[RowMatcher | None] = [
+            self.compiled(r.request.constraint).new_matcher() if r.request.constraint else None for r in rows
+        ]
+        generators = [torch.Generator().manual_seed(row_seed(r.request.seed, r.sample_index, r.attempt)) for r in rows]
+        temperatures = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
+        top_ps = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
+        finish: list[str | None] = [None] * size
+        errors: list[str | None] = [None] * size
+        texts: list[str | None] = [None] * size
+        for row in rows:
+            row.tokens = []
+        bitmask = None
+        past = None
+        step_input = input_ids
+        with torch.inference_mode():
+            while True:
+                out = self.hf_model(
+                    input_ids=step_input.to(self.device),
+                    attention_mask=attention.to(self.device),
+                    position_ids=positions.to(self.device),
+                    past_key_values=past,
+                    use_cache=True,
+                )
+                past = out.past_key_values
+                logits = out.logits[:, -1, :].float().cpu()
+                active = [i for i in range(size) if finish[i] is None]
+                constrained = [(matchers[i], i) for i in active if matchers[i] is not None]
+                if constrained:
+                    if bitmask is None:
+                        bitmask = torch.full((size, (logits.shape[1] + 31) // 32), -1, dtype=torch.int32)
+                    bitmask.fill_(-1)
+                    type(constrained[0][0]).fill_batch(constrained[0][0], constrained, bitmask)
+                    allowed = unpack_bitmask(bitmask, logits.shape[1])
+                    logits.masked_fill_(~allowed, float("-inf"))
+                    for _, i in constrained:
+                        if not allowed[i].any():
+                            finish[i], errors[i] = "invalid", "the grammar allows no next token"
+                tokens = _sample(logits, temperatures, top_ps, generators, [finish[i] is None for i in range(size)])
+                for i in active:
+                    if finish[i] is not None:
+                        continue
+                    token = tokens[i]
+                    row = rows[i]
+                    if token in self.eos_ids:
+                        finish[i] = "stop"
+                        continue
+                    row.tokens.append(token)
+                    if matchers[i] is not None and not matchers[i].advance(token):
+                        finish[i], errors[i] = "invalid", "the grammar rejected a sampled token"
+                    elif row.request.stop and (cut := self._stop_cut(row)) is not None:
+                        finish[i], texts[i] = "stop", cut
+                    elif len(row.tokens) >= row.request.max_tokens:
+                        finish[i] = "length"
+                if all(f is not None for f in finish):
+                    break
+                step_input = torch.tensor([[t if finish[i] is None else self.pad_id] for i, t in enumerate(tokens)])
+                attention = torch.cat([attention, torch.ones((size, 1), dtype=torch.long)], dim=1)
+                positions = positions[:, -1:] + 1
+        return [self._completion(row, finish[i], texts[i], errors[i]) for i, row in enumerate(rows)]
+
+    def _stop_cut(self, row: _Row) -> str | None:
+        """The text before the first stop string, once one has been generated."""
+        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        found = [text.find(s) for s in row.request.stop if s and s in text]
+        return text[: min(found)] if found else None
+
+    def _completion(self, row: _Row, finish: str, text: str | None, error: str | None) -> Completion:
+        if text is None:
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        value = None
+        constraint = row.request.constraint
+        if constraint is not None and finish == "stop":
+            value, error = check_value(constraint, text, self._validator(constraint))
+            if error is not None:
+                finish = "invalid"
+        return Completion(
+            text=text,
+            finish_reason=finish,  # type: ignore[arg-type]
+            value=value,
+            prompt_tokens=len(row.prompt_ids),
+            completion_tokens=len(row.tokens),
+            request_index=row.request_index,
+            sample_index=row.sample_index,
+            error=error,
+        )
+
+
+def _sample(logits, temperatures, top_ps, generators, active: list[bool]) -> list[int]:
+    """Sample one token per row: temperature, nucleus (top_p), each row with its own RNG.
+
+    Uniform draws come from the rows' generators; the inverse-CDF lookup is one batched op.
+    Temperature 0 means greedy. Rows whose logits are all -inf (finished) get token 0.
+    """
+    import torch
+
+    greedy = temperatures <= 0
+    scaled = logits / temperatures.clamp(min=1e-5).unsqueeze(1)
+    probs = torch.softmax(scaled, dim=-1).nan_to_num(0.0)
+    if bool((top_ps < 1).any()):
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = (sorted_probs.cumsum(-1) - sorted_probs) > top_ps.unsqueeze(1)
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter_(1, order, sorted_probs)
+    cdf = probs.cumsum(-1)
+    draws = torch.tensor([torch.rand(1, generator=g).item() if a else 0.5 for g, a in zip(generators, active)])
+    tokens = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(1)).squeeze(1).clamp(max=logits.shape[1] - 1)
+    tokens = torch.where(greedy, logits.argmax(dim=-1), tokens)
+    return tokens.tolist()
