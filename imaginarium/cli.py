@@ -19,6 +19,7 @@ from imaginarium.errors import InputError
 
 # Command name -> "module:attribute". Add a line here to add a command.
 COMMANDS = {
+    "eval": "imaginarium.evaluation.cli:eval_command",
     "tools": "imaginarium.schemas.cli:tools",
 }
 

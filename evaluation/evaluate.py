@@ -1,0 +1,160 @@
+"""`evaluate`: score a predictions file (the function behind `imaginarium eval`).
+
+Per item: parse the raw output into a call (never reading the stored no_call / err /
+api_match fields), optionally ground an unknown API name to the closest known one, compare
+the name with the gold API, then check the arguments with the chosen matcher:
+
+- `string`: every gold key present with the same value (strip + lowercase);
+- `ast`: type-aware, guided by the tool's parameters schema (`--tools` or the chat file's tools);
+- `judge`: an LLM backend judges, its reason kept;
+- `ste-paper`: the paper's protocol: string match for its 31 string-match APIs; for the other
+  19 the judgment stored in the file (`args_correct`) when present, else the judge. Test items
+  whose published gold was revised after the paper (evaluation/data/ste/revised_gold.json)
+  are also scored with the stored judgment, since string match against the new gold does not
+  measure what the paper measured. API names are grounded to the 50 STE APIs, as the paper did.
+
+With `items_out`, one JSON line per item (parse, API match, correctness, method, reason) is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from imaginarium.atomic import atomic_path
+from imaginarium.errors import InputError
+from imaginarium.evaluation.items import (
+    EvalItem, load_batches, load_predictions, ste_api_list, ste_revised_gold, ste_string_match_apis,
+)
+from imaginarium.evaluation.match import JudgeCase, MatchResult, ast_match, judge_matches, string_match
+from imaginarium.evaluation.metrics import compute_metrics
+from imaginarium.evaluation.parse import ParsedCall, ground_name, parse_output
+
+ARGS_MATCHERS = ("string", "ast", "judge", "ste-paper")
+
+
+def tool_schemas(tools_path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """Parameters schemas and descriptions from a tools.jsonl, keyed by name and by source name."""
+    from imaginarium.schemas.toolspec import read_tools
+
+    schemas, descriptions = {}, {}
+    for tool in read_tools(tools_path):
+        for key in (tool.name, tool.source_name):
+            schemas[key] = tool.parameters
+            descriptions[key] = tool.description
+    return schemas, descriptions
+
+
+def evaluate(
+    predictions: str | Path,
+    fmt: str = "ste",
+    args_match: str = "string",
+    batches: str | Path | None = None,
+    tools: str | Path | None = None,
+    ground: bool | None = None,
+    judge=None,
+    items_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score `predictions`; returns the metrics report (see metrics.compute_metrics).
+
+    `judge` is a generators Backend (needed by `judge`, and by `ste-paper` for items with no
+    stored judgment). `ground` defaults to on for `ste-paper` (against the 50 STE APIs) and off
+    otherwise (when on, names are grounded to the gold APIs and tools of the file).
+    """
+    if args_match not in ARGS_MATCHERS:
+        raise InputError(f"unknown --args-match {args_match!r} (one of {', '.join(ARGS_MATCHERS)})")
+    items = load_predictions(predictions, fmt)
+    schemas, descriptions = tool_schemas(tools) if tools else ({}, {})
+    batch_map = load_batches(batches) if batches else None
+    ground = (args_match == "ste-paper") if ground is None else ground
+    known = _known_names(items, schemas, args_match)
+
+    calls: list[ParsedCall] = []
+    results: list[MatchResult | None] = []
+    to_judge: list[int] = []
+    for item in items:
+        call = parse_output(item.output)
+        if ground:
+            call = ground_name(call, known)
+        calls.append(call)
+        result = None
+        if call.kind == "call" and call.name == item.api:
+            result = _match(item, call, args_match, schemas)
+            if result is None:
+                to_judge.append(item.index)
+        results.append(result)
+
+    if to_judge:
+        if judge is None:
+            raise InputError(
+                f"{len(to_judge)} items need an LLM judge (--args-match {args_match}): "
+                "give --judge-backend and --judge-model"
+            )
+        cases = [_judge_case(items[i], calls[i], descriptions) for i in to_judge]
+        for i, verdict in zip(to_judge, judge_matches(cases, judge)):
+            results[i] = verdict
+
+    rows = [_row(item, call, result) for item, call, result in zip(items, calls, results)]
+    report = compute_metrics(rows, batch_map)
+    report["args_match"] = args_match
+    report["judged"] = len(to_judge)
+    if items_out:
+        _write_items(items_out, items, rows)
+    return report
+
+
+def _known_names(items: list[EvalItem], schemas: dict[str, dict], args_match: str) -> list[str]:
+    if args_match == "ste-paper":
+        return list(ste_api_list())
+    names = dict.fromkeys(item.api for item in items)
+    for item in items:
+        names.update(dict.fromkeys(item.tools))
+    names.update(dict.fromkeys(schemas))
+    return list(names)
+
+
+def _match(item: EvalItem, call: ParsedCall, args_match: str, schemas: dict[str, dict]) -> MatchResult | None:
+    """The verdict on the arguments, or None when an LLM judge must decide."""
+    if args_match == "string":
+        return string_match(item.gold, call.arguments)
+    if args_match == "ast":
+        schema = item.schemas.get(item.api) or schemas.get(item.api)
+        return ast_match(item.gold, call.arguments, schema)
+    if args_match == "ste-paper":
+        revised = (item.api, item.query) in ste_revised_gold()
+        if item.api in ste_string_match_apis() and not revised:
+            return string_match(item.gold, call.arguments)
+        stored = item.stored.get("args_correct")
+        if stored is not None:
+            why = "revised gold: the paper's stored judgment" if revised else "the paper's stored judgment"
+            return MatchResult(bool(stored), why, "stored")
+    return None
+
+
+def _judge_case(item: EvalItem, call: ParsedCall, descriptions: dict[str, str]) -> JudgeCase:
+    description = item.description or descriptions.get(item.api, "")
+    return JudgeCase(item.query, item.api, description, item.gold, call.arguments)
+
+
+def _row(item: EvalItem, call: ParsedCall, result: MatchResult | None) -> dict[str, Any]:
+    api_match = call.kind == "call" and call.name == item.api
+    return {
+        "index": item.index,
+        "api": item.api,
+        "query": item.query,
+        "kind": call.kind,
+        "parse": call.to_dict(),
+        "api_match": api_match,
+        "correct": bool(api_match and result is not None and result.correct),
+        "method": result.method if result else None,
+        "reason": result.reason if result else (call.error or ("no call" if call.kind == "no_call" else "API mismatch")),
+    }
+
+
+def _write_items(path: str | Path, items: list[EvalItem], rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for item, row in zip(items, rows):
+                handle.write(json.dumps({**row, "gold": {"name": item.api, "arguments": item.gold}}, ensure_ascii=False) + "\n")
