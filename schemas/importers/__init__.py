@@ -27,14 +27,14 @@ from imaginarium.schemas.importers.base import Skipped, bare_message, where
 from imaginarium.schemas.toolspec import ToolSpec, write_tools
 
 # Auto-detection tries these in order: the most specific shapes first.
-FORMATS = ("openapi", "mcp", "openai", "toolbench")
+FORMATS = ("openapi", "mcp", "openai", "toolbench", "python")
 
 
 def read_document(path: str | Path) -> Any:
     """The parsed JSON or YAML content of `path` (told apart by content, not by file name).
 
-    Text that opens with `{` or `[` is read as JSON first; if that fails and it is not YAML
-    either, the JSON error (with line and column) is the one reported.
+    Text that opens with `{` or `[` is JSON (YAML would accept most broken JSON as flow style
+    and hide the mistake); anything else is YAML. Errors name the line and column.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,11 +47,7 @@ def read_document(path: str | Path) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            json_error = InputError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}")
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise json_error from None
+            raise InputError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}") from None
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -18,12 +18,15 @@ from imaginarium.schemas.toolspec import ToolSpec
 
 
 def detect(document: Any) -> bool:
-    """True for a tools/list result (bare, in `result`, or a list) whose tools have `inputSchema`."""
+    """True for a tools/list result (bare, in `result`, or a list) of objects, one of them at
+    least with an `inputSchema` (an empty `{"tools": []}` counts too)."""
     found = _tools(document)
     if found is None:
         return False
     _, tools = found
-    return all(isinstance(tool, dict) and "inputSchema" in tool for tool in tools)
+    if not all(isinstance(tool, dict) for tool in tools):
+        return False
+    return not tools or any("inputSchema" in tool for tool in tools)
 
 
 def load(document: Any, file: str, errors: list[Skipped] | None = None) -> list[ToolSpec]:

@@ -20,9 +20,14 @@ from imaginarium.schemas.toolspec import ToolSpec
 
 
 def detect(document: Any) -> bool:
-    """True when the document is (a list of, or `{"tools": [...]}` of) OpenAI tools/functions."""
+    """True when the document is (a list of, or `{"tools": [...]}` of) OpenAI tools/functions.
+
+    One recognisable tool among objects is enough, so that a broken one is reported by pointer
+    rather than making the whole file unrecognisable."""
     items = _items(document)
-    return bool(items) and all(_is_tool(item) for _, item in items)
+    if not items or not all(isinstance(item, dict) for _, item in items):
+        return False
+    return any(_is_tool(item) for _, item in items)
 
 
 def load(document: Any, file: str, errors: list[Skipped] | None = None) -> list[ToolSpec]:
