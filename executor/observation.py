@@ -86,7 +86,8 @@ class Observation:
 
 def error_observation(message: str, error_kind: str, latency_ms: float = 0.0) -> Observation:
     """An error the model can learn from, for a call that did not run."""
-    return Observation(content=message, status="error", source=None, latency_ms=latency_ms, error_kind=error_kind)
+    return Observation(content=message, status="error", source=None, latency_ms=round(latency_ms, 3),
+                       error_kind=error_kind)
 
 
 def text_of(value: Any, content_type: str | None = None) -> tuple[str, str | None]:
