@@ -204,10 +204,19 @@ def test_openai_shapes_and_unsafe_names(tmp_path, document):
 
 def test_yaml_is_read_by_content(tmp_path):
     path = tmp_path / "functions.txt"  # no telling extension: the content decides
-    path.write_text("- name: lookup\n  description: Look a word up.\n  parameters:\n    type: object\n    properties:\n      word: {type: string}\n")
+    path.write_text(
+        "- name: lookup\n  description: Look a word up.\n  parameters:\n    type: object\n    properties:\n"
+        "      word: {type: string}\n      since: {type: string, format: date, default: 2024-01-31}\n"
+        "      rank: {type: integer, enum: [1, 2]}\n"
+    )
     [tool] = import_file(path)
     assert tool.source.format == "openai"
-    assert tool.parameters["properties"] == {"word": {"type": "string"}}
+    assert tool.parameters["properties"] == {
+        "word": {"type": "string"},
+        "since": {"type": "string", "format": "date", "default": "2024-01-31"},  # not a datetime.date
+        "rank": {"type": "integer", "enum": [1, 2]},
+    }
+    json.loads(tool.to_json())
 
 
 def test_mcp_tools_list_response():

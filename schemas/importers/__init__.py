@@ -34,7 +34,8 @@ def read_document(path: str | Path) -> Any:
     """The parsed JSON or YAML content of `path` (told apart by content, not by file name).
 
     Text that opens with `{` or `[` is JSON (YAML would accept most broken JSON as flow style
-    and hide the mistake); anything else is YAML. Errors name the line and column.
+    and hide the mistake); anything else is YAML, normalised to what the same data in JSON
+    would be. Errors name the line and column.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,13 +50,15 @@ def read_document(path: str | Path) -> Any:
         except json.JSONDecodeError as exc:
             raise InputError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}") from None
     try:
-        return yaml.safe_load(text)
+        document = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise InputError(f"invalid YAML: {exc.problem or exc.context}", where=at) from None
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}", where=str(path)) from None
+    # As JSON would have it: unquoted dates become strings, integer keys (`200:`) string keys.
+    return json.loads(json.dumps(document, default=str))
 
 
 def importer(format: str) -> ModuleType:
