@@ -99,6 +99,22 @@ def test_unknown_format_option_is_a_usage_error(run, tmp_path):
     assert not out.exists()
 
 
+def test_wrong_explicit_format_names_the_file(run, tmp_path):
+    out = tmp_path / "tools.jsonl"
+    code, _, stderr = run("tools", "import", OPENAI_FILE, "--format", "mcp", "-o", out)
+    assert code == 2 and stderr == f"error: {OPENAI_FILE}: not an MCP tools/list result\n"
+    assert not out.exists()
+
+
+def test_skip_invalid_with_nothing_left_fails(run, tmp_path):
+    bad, _ = _bad_inputs(tmp_path)["invalid JSON"]
+    out = tmp_path / "tools.jsonl"
+    code, _, stderr = run("tools", "import", bad, "--skip-invalid", "-o", out)
+    assert code == 2
+    assert stderr.splitlines() == [f"error: {out}: no tools to write (1 skipped; the first: {bad}:3:19: invalid JSON: Expecting value)"]
+    assert not out.exists()
+
+
 def test_skip_invalid_writes_the_good_and_reports_every_skipped(run, tmp_path):
     bad = _bad_inputs(tmp_path)
     mixed = tmp_path / "mixed.json"

@@ -143,6 +143,7 @@ def import_tools(
     or `skip_invalid` is set); returns the tools written and the skipped ones."""
     tools, skipped = import_files(sources, format, skip_invalid)
     if not tools:
-        raise InputError("no tools to write: every input was skipped or empty", where=str(output))
+        reason = f" ({len(skipped)} skipped; the first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise InputError(f"no tools to write{reason}", where=str(output))
     write_tools(output, tools)
     return tools, skipped

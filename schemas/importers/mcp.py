@@ -30,10 +30,9 @@ def detect(document: Any) -> bool:
 
 
 def load(document: Any, file: str, errors: list[Skipped] | None = None) -> list[ToolSpec]:
-    found = _tools(document)
-    if found is None:
+    if not detect(document):
         raise InputError("not an MCP tools/list result", where=file)
-    pointer, tools = found
+    pointer, tools = _tools(document)
     entries = ((join(pointer, i), tool) for i, tool in enumerate(tools))
     return load_each(entries, lambda tool, ptr: _tool(tool, ptr, file), file, errors)
 

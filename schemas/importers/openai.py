@@ -31,10 +31,9 @@ def detect(document: Any) -> bool:
 
 
 def load(document: Any, file: str, errors: list[Skipped] | None = None) -> list[ToolSpec]:
-    items = _items(document)
-    if items is None:
+    if not detect(document):
         raise InputError("not an OpenAI tool list", where=file)
-    return load_each(_functions(items, file), lambda fn, ptr: _tool(fn, ptr, file), file, errors)
+    return load_each(_functions(_items(document)), lambda fn, ptr: _tool(fn, ptr, file), file, errors)
 
 
 def _items(document: Any) -> list[tuple[str, Any]] | None:
@@ -57,7 +56,7 @@ def _is_tool(item: Any) -> bool:
     return isinstance(item.get("name"), str) and ("parameters" in item or "description" in item) and "inputSchema" not in item
 
 
-def _functions(items: list[tuple[str, Any]], file: str) -> Iterator[tuple[str, Any]]:
+def _functions(items: list[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
     """The function object of each item: unwrapped from `{"type": "function", "function": ...}`."""
     for pointer, item in items:
         if isinstance(item, dict) and isinstance(item.get("function"), dict):
