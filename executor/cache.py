@@ -44,23 +44,25 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at TEXT NOT NULL,
     tool_version TEXT,
     total_chars INTEGER,
+    content_type TEXT,
     PRIMARY KEY (tool, args_hash)
 ) WITHOUT ROWID;
 """
 
 _UPSERT = """
 INSERT INTO responses (tool, args_hash, arguments, response, status, error_kind, source, created_at, tool_version,
-                       total_chars)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       total_chars, content_type)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (tool, args_hash) DO UPDATE SET
     arguments = excluded.arguments, response = excluded.response, status = excluded.status,
     error_kind = excluded.error_kind, source = excluded.source, created_at = excluded.created_at,
-    tool_version = excluded.tool_version, total_chars = excluded.total_chars
+    tool_version = excluded.tool_version, total_chars = excluded.total_chars,
+    content_type = excluded.content_type
 WHERE excluded.source = 'real' OR responses.source = 'simulated'
 """
 
 COLUMNS = ("tool", "args_hash", "arguments", "response", "status", "error_kind", "source", "created_at", "tool_version",
-           "total_chars")
+           "total_chars", "content_type")
 _SELECT = ", ".join(COLUMNS)
 
 
@@ -80,13 +82,14 @@ class CacheEntry:
     created_at: str = ""
     tool_version: str | None = None
     total_chars: int | None = None  # the whole response's size when `response` was cut at the size cap
+    content_type: str | None = None
 
     def row(self) -> tuple:
         arguments = canonical_json(self.arguments)
         digest = hashlib.sha256(arguments.encode("utf-8")).hexdigest()
         created = self.created_at or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return (self.tool, digest, arguments, self.response, self.status, self.error_kind, self.source, created,
-                self.tool_version, self.total_chars)
+                self.tool_version, self.total_chars, self.content_type)
 
 
 class ResponseCache:
@@ -220,9 +223,10 @@ class _SqliteErrors:
 
 
 def _entry(row: tuple) -> CacheEntry:
-    tool, _digest, arguments, response, status, error_kind, source, created_at, tool_version, total_chars = row
+    tool, _digest, arguments, response, status, error_kind, source, created_at, tool_version, total_chars, content_type = row
     return CacheEntry(tool=tool, arguments=json.loads(arguments), response=response, status=status, source=source,
-                      error_kind=error_kind, created_at=created_at, tool_version=tool_version, total_chars=total_chars)
+                      error_kind=error_kind, created_at=created_at, tool_version=tool_version, total_chars=total_chars,
+                      content_type=content_type)
 
 
 # -- export and import -------------------------------------------------------------------------
@@ -294,5 +298,5 @@ def _entry_from_row(where: str, row: Any) -> CacheEntry:
     return CacheEntry(
         tool=row["tool"], arguments=arguments, response=row["response"], status=row.get("status", "ok"),
         source=row.get("source", "real"), error_kind=row.get("error_kind"), created_at=row.get("created_at") or "",
-        tool_version=row.get("tool_version"), total_chars=row.get("total_chars"),
+        tool_version=row.get("tool_version"), total_chars=row.get("total_chars"), content_type=row.get("content_type"),
     )

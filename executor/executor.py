@@ -98,7 +98,8 @@ class Executor:
             entry = self.cache.get(tool.name, arguments) if self.cache is not None else None
             if entry is not None and not (self.mode == "record" and entry.source == "simulated"):
                 source = "cached" if entry.source == "real" else "simulated"
-                response = Response(entry.response, entry.status, entry.error_kind, total_chars=entry.total_chars)
+                response = Response(entry.response, entry.status, entry.error_kind, entry.content_type,
+                                    entry.total_chars)
                 results[index] = self._render(response, source, start)
             elif self._is_local(tool) or self.mode == "record":
                 response = self._run_live(tool, arguments)
@@ -213,7 +214,7 @@ class Executor:
         self.cache.put(CacheEntry(
             tool=tool.name, arguments=arguments, response=response.text, status=response.status,
             source=source, error_kind=response.error_kind, tool_version=tool_version(tool),
-            total_chars=response.total_chars))
+            total_chars=response.total_chars, content_type=response.content_type))
 
     def _render(self, response: Response, source: str, start: float) -> Observation:
         return render(response, source, max_chars=self.max_chars, latency_ms=_ms(start))

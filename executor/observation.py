@@ -9,7 +9,7 @@ here, for every source (live, cached, simulated), so the rules below hold everyw
   `... [truncated 9,980,000 chars]`.
 - *Binary is described, not dumped.* Bytes that are not UTF-8 text (or contain NUL bytes)
   become `[binary response: 2,048 bytes, image/png]`.
-- *Non-JSON text is labelled.* Successful text that does not parse as JSON is prefixed with
+- *Non-JSON text is labelled.* Successful, complete text that does not parse as JSON is prefixed with
   `[non-JSON response (text/html)]` so the model does not mistake a proxy's error page for
   the API's answer.
 - *Untrusted instructions are marked.* The rule (simple on purpose): if the text matches one of
@@ -130,7 +130,8 @@ def render(
     """Bound, label and mark a response for the model (see the module docstring)."""
     text = response.text
     total = max(response.total_chars or 0, len(text))
-    if response.status == "ok" and text.strip() and not is_binary_description(text) and not _is_json(text):
+    cut_at_cap = response.total_chars is not None and response.total_chars > len(text)
+    if response.status == "ok" and not cut_at_cap and text.strip() and not is_binary_description(text) and not _is_json(text):
         label = response.content_type or "text"
         text = f"[non-JSON response ({label})]\n{text}"
         total += len(text) - len(response.text)
