@@ -22,7 +22,14 @@ _DESCRIPTION_WIDTH = 60
 
 @click.group()
 def tools() -> None:
-    """Import, validate and inspect tool descriptions (tools.jsonl, one ToolSpec per line)."""
+    """Import, validate and inspect tool descriptions (tools.jsonl, one ToolSpec per line).
+
+    \b
+    Example:
+      imaginarium tools import functions.json -o tools.jsonl
+      imaginarium tools validate tools.jsonl
+      imaginarium tools show tools.jsonl get_current_weather
+    """
 
 
 @tools.command("import")

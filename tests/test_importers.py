@@ -247,6 +247,8 @@ def test_auto_detection_picks_each_format():
         assert detect_format(read_document(API_DESCRIPTIONS), "x") == "toolbench"
     with pytest.raises(InputError, match="unknown format"):
         detect_format({"hello": 1}, "x")
+    with pytest.raises(InputError, match="unknown format 'swagger'"):
+        import_file(OPENAI_FILE, "swagger")
 
 
 def test_broken_tool_names_its_pointer_and_skip_keeps_the_rest(tmp_path):
