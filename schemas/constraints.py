@@ -6,8 +6,8 @@ into a grammar and then can only produce what the grammar allows, so three thing
 - Termination: a free string (no enum, const, pattern or format) lets a small model ramble until
   max_tokens. `enforceable` bounds it with `maxLength`.
 - Closed objects: an open object lets the model invent argument names. `enforceable` closes
-  every object (`additionalProperties: false`). A free-form map (an object that declares no
-  properties at all) is kept open but its values are bounded JSON scalars (string up to the
+  every object that has `properties` (even `{}`: a tool without arguments). A free-form map (an
+  object without a `properties` keyword) is kept open but its values are bounded JSON scalars (string up to the
   cap, number, boolean, null), and an "anything" schema (`{}`, `true`) becomes that scalar too:
   nested free-form structures are what models get wrong and decoders cannot bound.
 - Decoder-friendly shape: local `$ref`s are inlined (recursion cut at REF_DEPTH by `false`),
@@ -235,7 +235,7 @@ class _Rewriter:
             return
         if any(_declares_properties_any(schema[k]) for k in _IN_PLACE if k in schema):
             return  # property names also come from allOf/anyOf/...: closing here would reject them
-        if _declares_properties(schema):
+        if "properties" in schema or "patternProperties" in schema:  # `properties: {}`: no arguments at all
             schema["additionalProperties"] = False
         else:
             schema["additionalProperties"] = self.free_scalar()

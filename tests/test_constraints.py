@@ -77,6 +77,7 @@ def test_objects_closed_and_free_forms_bounded():
     assert out["properties"]["scores"]["additionalProperties"] == {"type": "number"}  # its own schema kept
     assert out["properties"]["filters"] == {"type": "object", "additionalProperties": {"type": FREE, "maxLength": 64}}
     assert out["properties"]["anything"] == {"type": FREE, "maxLength": 64}
+    assert enforceable({"type": "object", "properties": {}}) == {"type": "object", "properties": {}, "additionalProperties": False}
     for key in ("$schema", "$id"):
         assert key not in out
     assert "examples" not in json.dumps(out) and "default" not in json.dumps(out) and "x-note" not in json.dumps(out)

@@ -147,8 +147,9 @@ def test_openapi_30_dialect_is_converted():
                 "kind": {"type": "string", "enum": ["a", "b"], "nullable": True},
                 "any": {"nullable": True, "description": "anything"},
                 "secret": {"type": "string", "writeOnly": True},
+                "parent": {"$ref": "#/components/schemas/Ref", "nullable": True, "description": "the parent"},
             },
-        }}},
+        }, "Ref": {"type": "object", "properties": {"id": {"type": "integer"}}}}},
     }
     tool = load_doc(doc)[0]
     props = tool.parameters["properties"]
@@ -157,8 +158,9 @@ def test_openapi_30_dialect_is_converted():
     assert props["size"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 9}
     assert props["kind"] == {"type": ["string", "null"], "enum": ["a", "b", None]}
     assert props["any"] == {"anyOf": [{"description": "anything"}, {"type": "null"}]}
+    assert props["parent"] == {"type": ["object", "null"], "properties": {"id": {"type": "integer"}}, "description": "the parent"}
     validator = jsonschema.Draft202012Validator(tool.parameters)
-    assert validator.is_valid({"label": None, "size": 0.5, "kind": None, "any": None})
+    assert validator.is_valid({"label": None, "size": 0.5, "kind": None, "any": None, "parent": None})
     assert not validator.is_valid({"label": "x", "size": 0})  # exclusive bound
     assert "secret" not in tool.returns["properties"] and "id" in tool.returns["properties"]
     assert "discriminator" not in json.dumps(tool.model_dump())

@@ -293,15 +293,17 @@ class _Importer:
                 CUT_KEY: ref,
             }
         resolved = self.schema(target, ref[1:], direction, (*stack, ref))
-        siblings = {key: value for key, value in node.items() if key != "$ref"}
-        if not siblings:
-            return resolved
-        extra = self.schema(siblings, pointer, direction, stack)
-        if isinstance(resolved, dict) and set(extra) <= _ANNOTATIONS:
-            return {**resolved, **extra}
-        if str(self.doc.get("openapi", "")).startswith("3.0"):
-            return resolved  # OpenAPI 3.0: keywords beside a $ref are ignored
-        return {"allOf": [resolved, extra]}
+        siblings = {key: value for key, value in node.items() if key not in ("$ref", "nullable")}
+        if siblings:
+            extra = self.schema(siblings, pointer, direction, stack)
+            if isinstance(resolved, dict) and set(extra) <= _ANNOTATIONS:
+                resolved = {**resolved, **extra}
+            elif not str(self.doc.get("openapi", "")).startswith("3.0"):  # 3.0 ignores keywords beside a $ref
+                resolved = {"allOf": [resolved, extra]}
+        # `nullable` beside a $ref is not valid 3.0 but common; it can only mean "or null"
+        if node.get("nullable") is True and isinstance(resolved, dict):
+            resolved = _nullable(resolved)
+        return resolved
 
 
 def _claim(name: str, location: str, taken: dict[str, Any]) -> str:
