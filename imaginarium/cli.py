@@ -21,6 +21,8 @@ from imaginarium.errors import InputError
 COMMANDS = {
     "eval": "imaginarium.evaluation.cli:eval_command",
     "tools": "imaginarium.schemas.cli:tools",
+    "release": "imaginarium.hub_cards.cli:release",
+    "publish": "imaginarium.hub_cards.cli:publish",
 }
 
 

@@ -1,0 +1,118 @@
+"""The dataset card (README.md), rendered from the release's manifests and reports, never by hand.
+
+The YAML front matter is built as data and dumped with PyYAML (so it is always valid YAML that
+the Hub and `datasets` read: `configs` with `data_files` per split, `dataset_info` features from
+the Arrow schema); the prose is a Jinja template in templates/. Sections whose facts no stage
+recorded (filter funnel, judge model, response sources, rows per API) are left out rather than
+guessed. The keys read here are listed in docs/releases.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+EXAMPLES_PER_CONFIG = 2
+EXAMPLE_CHARS = 1500
+_SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+
+
+def render_card(release_dir: Path, release: dict[str, Any], *, repo_id: str | None, license: str,
+                pretty_name: str | None) -> str:
+    """README.md text for the release in `release_dir` (data and provenance already written)."""
+    repo_id = repo_id or f"OWNER/{release['name']}"
+    configs = [_config_facts(release_dir, name, info) for name, info in release["configs"].items()]
+    total = sum(c["rows"] for c in configs)
+    kinds = {c["kind"] for c in configs}
+    default = next((c["name"] for c in configs if c["kind"] == "sft"), configs[0]["name"])
+    tags = ["tool-use", "function-calling", "synthetic", "imaginarium"]
+    tags += [t for t, kind in (("ste", "sft"), ("trice", "preference")) if kind in kinds]
+    metadata = {
+        "pretty_name": pretty_name or release["name"],
+        "license": license,
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": tags,
+        "size_categories": [next((label for bound, label in _SIZE_CATEGORIES if total < bound), "n>100M")],
+        "configs": [
+            {"config_name": c["name"], **({"default": True} if c["name"] == default else {}),
+             "data_files": [{"split": s, "path": f"data/{c['name']}/{s}-*"} for s in c["splits"]]}
+            for c in configs
+        ],
+        "dataset_info": [_dataset_info(release_dir, c["name"], release["configs"][c["name"]]) for c in configs],
+    }
+    environment = Environment(loader=PackageLoader("imaginarium.hub_cards", "templates"), undefined=StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    body = environment.get_template("README.md.j2").render(
+        name=release["name"], pretty_name=metadata["pretty_name"], version=release["version"],
+        tag=f"v{release['version']}", repo_id=repo_id, configs=configs, total=total, kinds=kinds,
+        license=license,
+    )
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{front}---\n\n{body}"
+
+
+def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[str, Any]:
+    manifest = json.loads((release_dir / f"provenance/manifests/{name}.json").read_text(encoding="utf-8"))
+    extra = manifest.get("extra") or {}
+    first_shard = release_dir / next(iter(info["splits"].values()))["files"][0]
+    columns = pq.read_schema(first_shard).names
+    kind = "preference" if {"chosen", "rejected"} <= set(columns) else "sft" if "messages" in columns else "rows"
+    funnel_file = release_dir / f"provenance/reports/{name}/funnel.json"
+    funnel = json.loads(funnel_file.read_text(encoding="utf-8")) if funnel_file.is_file() else extra.get("funnel")
+    sources = extra.get("response_sources") or {}
+    responses = sum(sources.values())
+    return {
+        "name": name,
+        "kind": kind,
+        "stage": info.get("stage"),
+        "rows": info["rows"],
+        "splits": {split: s["rows"] for split, s in info["splits"].items()},
+        "apis": info.get("apis"),
+        "columns": columns,
+        "funnel": funnel,
+        "judge_model": extra.get("judge_model"),
+        "response_sources": sources,
+        "simulated_share": (sources.get("simulated", 0) / responses) if responses else None,
+        "examples": _examples(first_shard),
+    }
+
+
+def _examples(shard: Path) -> list[str]:
+    rows = pq.read_table(shard).slice(0, EXAMPLES_PER_CONFIG).to_pylist()
+    texts = []
+    for row in rows:
+        text = json.dumps(_without_nulls(row), indent=1, ensure_ascii=False, default=str)
+        texts.append(text if len(text) <= EXAMPLE_CHARS else text[:EXAMPLE_CHARS] + "\n... (truncated)")
+    return texts
+
+
+def _without_nulls(value: Any) -> Any:
+    """Examples read better without the null fields that keep the Arrow schema uniform."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _dataset_info(release_dir: Path, name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The `dataset_info` entry of one config: features (from the Arrow schema) and split sizes."""
+    from datasets import Features
+
+    first_shard = release_dir / next(iter(info["splits"].values()))["files"][0]
+    features = Features.from_arrow_schema(pq.read_schema(first_shard))
+    splits = [{"name": s, "num_bytes": v["num_bytes"], "num_examples": v["rows"]} for s, v in info["splits"].items()]
+    return {
+        "config_name": name,
+        "features": features._to_yaml_list(),
+        "splits": splits,
+        "download_size": sum(v["download_size"] for v in info["splits"].values()),
+        "dataset_size": sum(v["num_bytes"] for v in info["splits"].values()),
+    }
