@@ -6,10 +6,10 @@ into a grammar and then can only produce what the grammar allows, so three thing
 - Termination: a free string (no enum, const, pattern or format) lets a small model ramble until
   max_tokens. `enforceable` bounds it with `maxLength`.
 - Closed objects: an open object lets the model invent argument names. `enforceable` closes
-  every object that has `properties` (even `{}`: a tool without arguments). A free-form map (an
-  object without a `properties` keyword) is kept open but its values are bounded JSON scalars (string up to the
-  cap, number, boolean, null), and an "anything" schema (`{}`, `true`) becomes that scalar too:
-  nested free-form structures are what models get wrong and decoders cannot bound.
+  every object that has `properties` (even `{}`: a tool without arguments). A free-form map
+  (an object without `properties`) stays open but its values become bounded JSON scalars
+  (string up to the cap, number, boolean, null), and an "anything" schema (`{}`, `true`)
+  becomes that scalar too: nested free-form values are what decoders cannot bound.
 - Decoder-friendly shape: local `$ref`s are inlined (recursion cut at REF_DEPTH by `false`),
   annotations (`examples`, `default`, `$schema`, `$id`, `x-*`, ...) are dropped, so are formats
   outside DECODABLE_FORMATS (outlines_core refuses to compile them), and an
@@ -17,20 +17,22 @@ into a grammar and then can only produce what the grammar allows, so three thing
   values under such an allOf, see benchmarks/results/constraint_enforcement.json).
 
 Every rewrite only removes values: anything valid under `enforceable(schema)` is valid under
-`schema` (`format` is an annotation in Draft 2020-12, so dropping one changes no validity).
+`schema` (`format` is an annotation in Draft 2020-12, so dropping one changes no validity for
+a validator without a format checker). Inside `not` and `if` nothing is narrowed, since that
+would widen the whole.
 A string with a pattern or a format gets no `maxLength`: outlines_core replaces the
 pattern or format by the length bound when both are present (measured), which would let
 values through that the tool rejects.
 
 Which keywords each decoder really enforces was measured by benchmarks/constraint_enforcement.py;
 ENFORCED_BY is that table and `unenforced_keywords` reads it, so a caller knows which
-constraints still need the jsonschema check after decoding.
+constraints still need the jsonschema check after decoding. Also measured: outlines_core emits
+object properties in the schema's declared order (xgrammar too by default, per its docs).
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any, Iterable
 
 from imaginarium.schemas import jsonpointer
