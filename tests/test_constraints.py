@@ -231,3 +231,12 @@ def test_every_toolbench_call_schema_is_valid_and_compiles():
     for spec in sample:
         validator = jsonschema.Draft202012Validator(call_schema(spec))
         assert not validator.is_valid({"name": spec.name, "arguments": {"not_a_parameter": 1}})
+
+
+def test_enforceable_is_idempotent():
+    """Backends apply enforceable() to whatever schema they get, call schemas included."""
+    once = enforceable(SCHEMA, max_string_length=64)
+    assert enforceable(once, max_string_length=64) == once
+    tools = [tool("search", SCHEMA), tool("noop", {"type": "object", "properties": {}})]
+    assert enforceable(call_schema(tools[0])) == call_schema(tools[0])
+    assert enforceable(choice_schema(tools)) == choice_schema(tools)
