@@ -24,7 +24,7 @@ ANY = "$any"            # gold value {"$any": [a, b]}: any of the alternatives i
 OPTIONAL = "$optional"  # gold value {"$any": [...], "$optional": true}: the key may be omitted
 
 TEMPLATES = Path(__file__).parent / "templates"
-JUDGE_REASON_MAX = 300
+JUDGE_REASON_MAX = 120
 JUDGE_SCHEMA = {
     "type": "object",
     "properties": {
@@ -243,7 +243,7 @@ def judge_prompt(case: JudgeCase) -> list[dict[str, str]]:
 
 
 def judge_matches(
-    cases: Sequence[JudgeCase], backend, *, max_tokens: int = 160, seed: int = 0
+    cases: Sequence[JudgeCase], backend, *, max_tokens: int = 256, seed: int = 0
 ) -> list[MatchResult]:
     """Ask `backend` (a generators Backend) to judge each case; one batch for all of them.
 
