@@ -239,3 +239,45 @@ def test_private_repo_is_not_found_without_the_token(hub, tmp_path):
     assert HfApi().dataset_info(REPO).private is True
     with pytest.raises(RepositoryNotFoundError):
         HfApi(token=False).dataset_info(REPO)
+
+
+def test_cli_publish_dry_run_publish_and_list(hub, tmp_path):
+    from click.testing import CliRunner
+
+    from imaginarium.cli import cli
+
+    v1 = _release(tmp_path, "1.0.0", sft_rows(4), preference_rows(2))
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["publish", str(v1), "--repo", REPO, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"plan for {REPO}: commit and tag v1.0.0" in dry.output and "  + README.md" in dry.output
+    assert hub.state.repos == {}
+    done = runner.invoke(cli, ["publish", str(v1), "--repo", REPO])
+    assert done.exit_code == 0 and "published v1.0.0" in done.output
+    again = runner.invoke(cli, ["publish", str(v1), "--repo", REPO])
+    assert again.exit_code == 0 and "nothing published: v1.0.0 is already published" in again.output
+    v2 = _release(tmp_path, "1.1.0", sft_rows(5))
+    dry = runner.invoke(cli, ["publish", str(v2), "--repo", REPO, "--dry-run"])
+    assert "  - data/preference/train-00000-of-00001.parquet" in dry.output
+    assert "  ~ data/sft/train-00000-of-00001.parquet" in dry.output
+    runner.invoke(cli, ["publish", str(v2), "--repo", REPO])
+    listed = runner.invoke(cli, ["release", "list", "--repo", REPO])
+    lines = listed.output.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["v1.0.0", "v1.1.0"]
+    assert "6 rows\tpreference 2, sft 4" in lines[0] and "5 rows\tsft 5" in lines[1]
+    assert TOKEN not in dry.output + done.output + again.output + listed.output
+
+
+def test_publish_without_a_token_is_refused_before_any_write(hub, tmp_path, monkeypatch):
+    v1 = _release(tmp_path, "1.0.0", sft_rows(2))
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(InputError, match="no Hugging Face token"):
+        publish(v1, REPO)
+    assert hub.state.requests == []
+    # the server refuses writes without credentials too
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi(token=False).create_repo(REPO, repo_type="dataset")
+    assert error.value.response.status_code == 401

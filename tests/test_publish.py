@@ -63,6 +63,8 @@ CASES = [
     "test_lfs_upload_failure_leaves_tags_alone_and_rerun_completes",
     "test_retried_lfs_upload_and_tag_failure_then_rerun_only_tags",
     "test_private_repo_is_not_found_without_the_token",
+    "test_cli_publish_dry_run_publish_and_list",
+    "test_publish_without_a_token_is_refused_before_any_write",
 ]
 
 
