@@ -66,7 +66,7 @@ def judged_completion(constraint: Constraint | None, text: str, engine_reason: s
 
 def _check_json(schema: dict[str, Any], text: str) -> tuple[bool, Any, str | None]:
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:
         return False, None, f"not valid JSON: {exc}"
     try:
@@ -83,6 +83,15 @@ def _check_json(schema: dict[str, Any], text: str) -> tuple[bool, Any, str | Non
 def _reject_constant(name: str) -> Any:
     """NaN and Infinity are accepted by Python's json but are not JSON."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A number such as 1e999 is valid JSON text but overflows to infinity: reject it, since
+    no tool can receive it and canonical JSON (cache keys) cannot represent it."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
 
 
 @lru_cache(maxsize=4096)

@@ -65,3 +65,9 @@ def test_formats_are_checked():
     schema = {"type": "object", "properties": {"day": {"type": "string", "format": "date"}}}
     assert validate_completion(Constraint.json(schema), '{"day": "2024-02-30"}')[0] is False
     assert validate_completion(Constraint.json(schema), '{"day": "2024-02-29"}')[0] is True
+
+
+def test_numbers_that_overflow_to_infinity_are_invalid():
+    ok, value, error = validate_completion(Constraint.json({"type": "object", "properties": {"x": {"type": "number"}}}),
+                                           '{"x": -1e999}')
+    assert not ok and value is None and "out of range" in error
