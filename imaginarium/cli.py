@@ -21,6 +21,7 @@ from imaginarium.errors import InputError
 COMMANDS = {
     "eval": "imaginarium.evaluation.cli:eval_command",
     "tools": "imaginarium.schemas.cli:tools",
+    "cache": "imaginarium.executor.cli:cache",
     "release": "imaginarium.hub_cards.cli:release",
     "publish": "imaginarium.hub_cards.cli:publish",
 }
