@@ -4,7 +4,7 @@ The scenarios live in tests/hub_cases.py and run in a fresh interpreter: hugging
 `datasets` read HF_ENDPOINT / HF_HOME / HF_TOKEN / HF_HUB_DISABLE_XET at import, and other test
 modules import them earlier in this process. The Makefile exports HF_HUB_OFFLINE=1; the child
 process overrides it (it only talks to 127.0.0.1). After the run, every file the scenarios wrote
-(releases, card, HF cache) and the whole log are scanned for the token.
+(releases, card, HF cache), its output and its DEBUG log of every request are scanned for the token.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def scenarios(tmp_path_factory):
     }
     command = [sys.executable, "-m", "pytest", str(TESTS / "hub_cases.py"), "-q", "-rA", "-p", "no:cacheprovider",
                "--basetemp", str(base / "cases"), "--junitxml", str(base / "report.xml"),
-               "-o", "log_cli=true", "-o", "log_cli_level=DEBUG"]
+               "--log-file", str(base / "debug.log"), "--log-file-level", "DEBUG"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=TESTS.parent)
     return result, base
 
@@ -89,4 +89,6 @@ def test_no_token_in_any_file_or_log(scenarios):
             assert TOKEN.encode() not in path.read_bytes(), f"token found in {path}"
             scanned += 1
     assert scanned > 20  # releases, cards, downloaded files: the scan looked at something
+    log = (base / "debug.log").read_text()
+    assert "HTTP Request: POST" in log and "/commit/main" in log  # the log has every request, no token
     assert any(p.name == "README.md" for p in base.rglob("README.md"))
