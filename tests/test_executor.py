@@ -272,3 +272,13 @@ def test_tools_call_on_the_example_toolset(run, tmp_path):
     assert json.loads(out)["error_kind"] == "invalid_arguments" and "does not match" in json.loads(out)["content"]
     code, _, err = run("tools", "call", tools, "add_date", "{}", "--mode", "simulate")
     assert code == 2 and "--model" in err
+
+
+def test_live_callables_and_unresolvable_references():
+    ghost = python_tool(greet).model_copy(update={"name": "ghost", "source_name": "no_such_module:greet"})
+    observation = Executor([ghost]).execute({"name": "ghost", "arguments": {"name": "x"}})
+    assert (observation.status, observation.error_kind) == ("error", "no_executor")
+    assert "no_such_module" in observation.content
+    observation = Executor([ghost], live={"ghost": lambda name, **_: f"boo {name}"}).execute(
+        {"name": "ghost", "arguments": {"name": "x"}})
+    assert observation.ok and observation.content == "[non-JSON response (text)]\nboo x"
