@@ -281,3 +281,29 @@ def test_publish_without_a_token_is_refused_before_any_write(hub, tmp_path, monk
     with pytest.raises(HfHubHTTPError) as error:
         HfApi(token=False).create_repo(REPO, repo_type="dataset")
     assert error.value.response.status_code == 401
+
+
+def test_paths_info_and_tree_describe_files_and_lfs(hub, tmp_path):
+    import hashlib
+
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile, RepoFolder
+
+    v1 = _release(tmp_path, "1.0.0", sft_rows(3))
+    publish(v1, REPO)
+    api = HfApi()
+    info = api.get_paths_info(REPO, ["README.md", "data", "data/sft/train-00000-of-00001.parquet", "nope"],
+                              repo_type="dataset", revision="v1.0.0")
+    by_path = {entry.path: entry for entry in info}
+    assert set(by_path) == {"README.md", "data", "data/sft/train-00000-of-00001.parquet"}
+    readme, folder, shard = by_path["README.md"], by_path["data"], by_path["data/sft/train-00000-of-00001.parquet"]
+    assert isinstance(readme, RepoFile) and readme.lfs is None and readme.size == (v1 / "README.md").stat().st_size
+    assert isinstance(folder, RepoFolder)
+    shard_bytes = (v1 / "data/sft/train-00000-of-00001.parquet").read_bytes()
+    assert shard.lfs.sha256 == hashlib.sha256(shard_bytes).hexdigest() and shard.lfs.size == len(shard_bytes)
+    top = {entry.path for entry in api.list_repo_tree(REPO, repo_type="dataset", revision="v1.0.0")}
+    assert top == {".gitattributes", "README.md", "data", "provenance"}
+    info = api.dataset_info(REPO, revision="v1.0.0", files_metadata=True)
+    assert info.sha == hub.tags(REPO)["v1.0.0"] and info.card_data.license == "mit"
+    assert {s.rfilename for s in info.siblings} >= {"README.md", "data/sft/train-00000-of-00001.parquet"}
+    assert "paths_info" in hub.routes(status=200)

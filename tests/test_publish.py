@@ -65,6 +65,7 @@ CASES = [
     "test_private_repo_is_not_found_without_the_token",
     "test_cli_publish_dry_run_publish_and_list",
     "test_publish_without_a_token_is_refused_before_any_write",
+    "test_paths_info_and_tree_describe_files_and_lfs",
 ]
 
 
