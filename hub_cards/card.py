@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from imaginarium.hub_cards.plot import write_bar_chart
+
 EXAMPLES_PER_CONFIG = 2
 EXAMPLE_CHARS = 1500
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -47,6 +49,10 @@ def render_card(release_dir: Path, release: dict[str, Any], *, repo_id: str | No
         ],
         "dataset_info": [_dataset_info(release_dir, c["name"], release["configs"][c["name"]]) for c in configs],
     }
+    for config in configs:
+        if config["apis"]:
+            config["plot"] = f"assets/{config['name']}_rows_per_api.png"
+            write_bar_chart(release_dir / config["plot"], config["apis"], f"Rows per API in {config['name']}")
     environment = Environment(loader=PackageLoader("imaginarium.hub_cards", "templates"), undefined=StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     body = environment.get_template("README.md.j2").render(
@@ -81,6 +87,7 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         "response_sources": sources,
         "simulated_share": (sources.get("simulated", 0) / responses) if responses else None,
         "examples": _examples(first_shard),
+        "plot": None,
     }
 
 

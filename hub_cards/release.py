@@ -1,6 +1,7 @@
 """Build a release directory: the Hub's dataset layout, a card, and the provenance to replay it.
 
     RELEASE/README.md                                   the card (YAML front matter + text)
+    RELEASE/assets/<config>_rows_per_api.png            the card's chart of rows per API
     RELEASE/data/<config>/<split>-00000-of-00002.parquet    the rows, size-capped shards
     RELEASE/provenance/release.json                     name, version, per-config counts and sources
     RELEASE/provenance/provenance.json                  stage configs, models, backends, seeds, versions

@@ -302,7 +302,7 @@ def test_paths_info_and_tree_describe_files_and_lfs(hub, tmp_path):
     shard_bytes = (v1 / "data/sft/train-00000-of-00001.parquet").read_bytes()
     assert shard.lfs.sha256 == hashlib.sha256(shard_bytes).hexdigest() and shard.lfs.size == len(shard_bytes)
     top = {entry.path for entry in api.list_repo_tree(REPO, repo_type="dataset", revision="v1.0.0")}
-    assert top == {".gitattributes", "README.md", "data", "provenance"}
+    assert top == {".gitattributes", "README.md", "assets", "data", "provenance"}
     info = api.dataset_info(REPO, revision="v1.0.0", files_metadata=True)
     assert info.sha == hub.tags(REPO)["v1.0.0"] and info.card_data.license == "mit"
     assert {s.rfilename for s in info.siblings} >= {"README.md", "data/sft/train-00000-of-00001.parquet"}

@@ -43,6 +43,7 @@ def test_run_directory_gives_the_hub_layout_card_and_provenance(run_dir, tmp_pat
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
         "README.md",
+        "assets/sft_rows_per_api.png",
         "data/preference/train-00000-of-00001.parquet",
         "data/sft/train-00000-of-00001.parquet",
         "provenance/manifests/preference.json",
@@ -78,6 +79,7 @@ def test_run_directory_gives_the_hub_layout_card_and_provenance(run_dir, tmp_pat
     assert sft["versions"]["pyarrow"] and sft["fingerprint"] and sft["models"][0]["role"] == "explorer"
     assert provenance["response_cache"]["counts"]["rows"] == 1
     assert json.loads((out / "provenance/reports/sft/funnel.json").read_text()) == FUNNEL
+    assert (out / "assets/sft_rows_per_api.png").read_bytes().startswith(b"\x89PNG\r\n")
 
 
 def test_card_says_how_it_was_made_and_what_it_holds(run_dir, tmp_path):
@@ -98,6 +100,7 @@ def test_card_says_how_it_was_made_and_what_it_holds(run_dir, tmp_path):
         "@inproceedings{wang2024ste",
         "@inproceedings{qiao2024trice",
         '"content": "Weather in city 0?"',
+        "![Rows per API in sft](assets/sft_rows_per_api.png)",
     ]:
         assert expected in card, expected
 
@@ -110,6 +113,11 @@ def test_card_leaves_out_what_no_stage_recorded(tmp_path):
     for absent in ["Filter funnel", "were simulated", "judged by", "TRICE)", "rl: dpo"]:
         assert absent not in card, absent
     assert 'load_dataset("OWNER/bare", "sft", revision="v0.1.0")' in card
+    make_preference_stage(tmp_path / "pref", preference_rows(2))
+    build_release([tmp_path / "pref"], tmp_path / "p", name="prefs", version="0.1.0")
+    card = (tmp_path / "p/README.md").read_text()
+    assert "TRICE" in card and "STE)" not in card and "Rows per API" not in card and "type: chat_template\n" not in card
+    assert not (tmp_path / "p/assets").exists()
 
 
 def test_build_is_deterministic(run_dir, tmp_path):
