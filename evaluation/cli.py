@@ -72,3 +72,32 @@ def _print_table(report: dict, by: str) -> None:
     table.add_row("overall", str(report["counts"]["items"]), f"{report['wellformed']:.1f}",
                   f"{report['api_match']:.1f}", f"{report['correct']:.1f}", style="bold")
     Console().print(table)
+
+
+@click.command("predict")
+@click.option("--test", "test", required=True, type=click.Path(dir_okay=False),
+              help="Test items in the STE shape (tool_test.json, a list, or JSONL).")
+@click.option("--backend", required=True, help="transformers | vllm | openai.")
+@click.option("--model", required=True, help="Model name or path (`tiny` = the embedded tiny model).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Predictions file to write (STE shape).")
+@click.option("--demos", type=int, default=0, show_default=True, help="In-context demonstrations per query: the K nearest training examples.")
+@click.option("--demo-pool", type=click.Path(dir_okay=False), help="Training examples (STE shape) to retrieve demonstrations from.")
+@click.option("--neighbours", type=click.Path(dir_okay=False), help="API -> tools shown (api2neighbors.json's shape); needs --tools.")
+@click.option("--tools", type=click.Path(dir_okay=False), help="tools.jsonl describing the tools shown.")
+@click.option("--limit", type=int, help="Only the first N test items.")
+@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--max-args", type=int, default=8, show_default=True, help="Most arguments the call regex allows.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--embedder", help="Embedding model for --demos (default: the bundled all-MiniLM-L6-v2).")
+def predict_command(test, backend, model, out, demos, demo_pool, neighbours, tools, limit, max_tokens, max_args, seed, embedder):
+    """Generate a predictions file that `imaginarium eval --format ste` scores.
+
+    Each test query is shown its tools and must answer `Action: NAME` / `Action Input: {...}`
+    (generation is constrained to that shape). With --demos K, the K training examples whose
+    queries are nearest by embedding are shown as demonstrations (the STE paper's ICL setting).
+    """
+    from imaginarium.evaluation.predict import predict
+
+    summary = predict(test, backend, model, out, demos=demos, demo_pool=demo_pool, neighbours=neighbours,
+                      tools=tools, limit=limit, max_tokens=max_tokens, max_args=max_args, seed=seed, embedder=embedder)
+    click.echo(f"{summary['items']} predictions written to {summary['out']}")

@@ -20,6 +20,7 @@ from imaginarium.errors import InputError
 # Command name -> "module:attribute". Add a line here to add a command.
 COMMANDS = {
     "eval": "imaginarium.evaluation.cli:eval_command",
+    "predict": "imaginarium.evaluation.cli:predict_command",
     "tools": "imaginarium.schemas.cli:tools",
     "cache": "imaginarium.executor.cli:cache",
     "release": "imaginarium.hub_cards.cli:release",

@@ -1,0 +1,217 @@
+"""`predict`: a predictions file from any backend, optionally with retrieved demonstrations.
+
+Input: a test file in the STE shape (tool_test.json: API name -> items, a list of items, or
+JSONL), each item with `query`, `action`, `action_input`, and `API_name_list` /
+`api_descriptions` for the tools shown.
+
+Tools shown per query: the item's `API_name_list` with its `api_descriptions` text, or, with
+`neighbours` (api2neighbors.json's shape: API -> names), the gold API's neighbours, described
+from a tools.jsonl (`tools`, matched by name or source name).
+
+Demonstrations (the STE paper's in-context setting): with `demos=K`, each test query gets the
+K training examples whose queries are nearest by embedding (imaginarium.embeddings, cosine),
+shown in the prompt as `User Query / Action / Action Input` examples.
+
+Generation is constrained to a ReAct-shaped regex: `Action: <one of the shown names>` then
+`Action Input: {...}` with a flat JSON object (up to `max_args` keys, 8 by default; string,
+number, boolean or null values of bounded length, so that a call fits in max_tokens). The regex keeps outputs
+parseable by `eval`'s ReAct parser; what the model puts in it is what gets scored.
+
+Output: the STE results shape (API name -> items, each the test item plus `model_output`,
+`finish_reason` and `demos`), written atomically; `imaginarium eval PRED --format ste` scores it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from imaginarium.atomic import atomic_write_text
+from imaginarium.errors import InputError
+
+TEMPLATES = Path(__file__).parent / "templates"
+_KEY = r'"[A-Za-z_][A-Za-z0-9_]{0,31}"'
+_VALUE = r'(?:"[^"\\\x00-\x1f]{0,64}"|-?(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,6})?|true|false|null)'
+_PAIR = f"{_KEY}: {_VALUE}"
+_REGEX_SPECIAL = set(r".^$*+?{}[]\|()/")
+
+
+def regex_literal(text: str) -> str:
+    """`text` as a regex matching itself; only metacharacters are escaped (grammar engines
+    reject some of Python's re.escape escapes, such as an escaped space)."""
+    return "".join("\\" + char if char in _REGEX_SPECIAL else char for char in text)
+
+
+def call_regex(names: list[str], max_args: int = 8) -> str:
+    """The ReAct-shaped regex: one of `names`, then a flat JSON object of up to `max_args` arguments."""
+    alternatives = "|".join(regex_literal(name) for name in names)
+    pairs = f"(?:{_PAIR}(?:, {_PAIR}){{0,{max_args - 1}}})?" if max_args > 0 else ""
+    return f"Action: (?:{alternatives})\nAction Input: \\{{{pairs}\\}}"
+
+
+def load_test_items(path: str | Path) -> list[dict[str, Any]]:
+    """Items of an STE-shaped test file (object API -> items, list, or JSONL), in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", where=str(path))
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise InputError(f"neither JSON nor JSON Lines ({exc.msg})", where=str(path)) from None
+    items = [row for group in data.values() for row in group] if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise InputError("expected an object of API name -> items, or a list of items", where=str(path))
+    for number, item in enumerate(items):
+        for key in ("query", "action", "action_input"):
+            if not isinstance(item, dict) or key not in item:
+                raise InputError(f"item {number}: missing field {key}", where=str(path))
+    return items
+
+
+def nearest_demos(queries: list[str], pool: list[dict[str, Any]], k: int, embedder: str | None = None) -> list[list[int]]:
+    """For each query, the indices of the `k` pool items with the nearest query embeddings."""
+    from imaginarium.embeddings import embed, top_k
+
+    if k <= 0 or not pool:
+        return [[] for _ in queries]
+    pool_vectors = embed([item["query"] for item in pool], model=embedder)
+    query_vectors = embed(queries, model=embedder)
+    indices, _ = top_k(query_vectors, pool_vectors, k)
+    return [list(map(int, row)) for row in indices]
+
+
+@functools.lru_cache(maxsize=1)
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             autoescape=False, trim_blocks=False)
+    return env.get_template("predict_react.jinja")
+
+
+def _as_text(arguments: Any) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
+
+def build_messages(item: dict[str, Any], tools: list[dict[str, str]], tools_text: str,
+                   demos: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """System prompt (tools, format, demonstrations) and the user's query."""
+    demo_rows = [{"query": d["query"], "action": d["action"], "action_input": " ".join(_as_text(d["action_input"]).split())}
+                 for d in demos]
+    system = _template().render(tools=tools, tools_text=tools_text, demos=demo_rows).strip()
+    return [{"role": "system", "content": system}, {"role": "user", "content": item["query"]}]
+
+
+def shown_tools(item: dict[str, Any], neighbours: dict[str, list[str]] | None,
+                 catalogue: dict[str, str]) -> tuple[list[str], list[dict[str, str]], str]:
+    """(names, [{name, description}], verbatim descriptions text) of the tools shown for `item`."""
+    if neighbours is not None:
+        if item["action"] not in neighbours:
+            raise InputError(f"no neighbours for API {item['action']!r}", where="neighbours")
+        names = list(neighbours[item["action"]])
+    else:
+        names = list(item.get("API_name_list") or [item["action"]])
+    if catalogue:
+        missing = [name for name in names if name not in catalogue]
+        if missing:
+            raise InputError(f"tool {missing[0]!r} is not in the tools file", where="tools")
+        return names, [{"name": n, "description": catalogue[n]} for n in names], ""
+    if neighbours is not None:
+        raise InputError("--neighbours needs --tools to describe the tools shown")
+    return names, [], str(item.get("api_descriptions", ""))
+
+
+def predict(
+    test: str | Path,
+    backend: str,
+    model: str,
+    out: str | Path,
+    *,
+    demos: int = 0,
+    demo_pool: str | Path | None = None,
+    neighbours: str | Path | None = None,
+    tools: str | Path | None = None,
+    limit: int | None = None,
+    max_tokens: int = 512,
+    max_args: int = 8,
+    seed: int = 0,
+    embedder: str | None = None,
+    chunk: int = 64,
+    generator=None,
+) -> dict[str, Any]:
+    """Generate one call per test item and write an STE-shaped predictions file to `out`.
+
+    `generator` may be a ready Backend (then `backend` / `model` only label the output).
+    Returns a summary: items, backend, model, demos.
+    """
+    from imaginarium.generators.backend import Constraint, GenerationRequest
+
+    items = load_test_items(test)[: limit if limit else None]
+    if demos and not demo_pool:
+        raise InputError("--demos needs --demo-pool (the training examples)")
+    pool = load_test_items(demo_pool) if demos else []
+    neighbour_map = _load_json(neighbours) if neighbours else None
+    catalogue = _catalogue(tools) if tools else {}
+    demo_indices = nearest_demos([item["query"] for item in items], pool, demos, embedder)
+
+    requests = []
+    for item, chosen in zip(items, demo_indices):
+        names, shown, text = shown_tools(item, neighbour_map, catalogue)
+        requests.append(GenerationRequest(
+            messages=build_messages(item, shown, text, [pool[i] for i in chosen]),
+            constraint=Constraint.regex(call_regex(names, max_args)), max_tokens=max_tokens, temperature=0.0, seed=seed,
+        ))
+    if generator is None:
+        from imaginarium.generators.backends import make_backend
+
+        generator = make_backend(backend, model)
+    completions = _generate(generator, requests, chunk)
+
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for item, completion, chosen in zip(items, completions, demo_indices):
+        row = {**item, "model_output": completion.text, "finish_reason": completion.finish_reason,
+               "demos": [pool[i]["query"] for i in chosen]}
+        if completion.error:
+            row["generation_error"] = completion.error
+        grouped.setdefault(item["action"], []).append(row)
+    atomic_write_text(out, json.dumps(grouped, ensure_ascii=False, indent=1) + "\n")
+    return {"items": len(items), "backend": backend, "model": model, "demos": demos, "out": str(out)}
+
+
+def _generate(generator, requests, chunk: int):
+    from rich.progress import Progress
+
+    completions = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("predicting", total=len(requests))
+        for start in range(0, len(requests), chunk):
+            completions.extend(generator.generate(requests[start : start + chunk]))
+            progress.advance(task, len(requests[start : start + chunk]))
+    return completions
+
+
+def _load_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", where=str(path))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg})", where=str(path)) from None
+
+
+def _catalogue(tools: str | Path) -> dict[str, str]:
+    """Tool name (and source name) -> description with the parameters schema, from tools.jsonl."""
+    from imaginarium.schemas.toolspec import read_tools
+
+    catalogue = {}
+    for tool in read_tools(tools):
+        text = f"{tool.description} Parameters (JSON Schema): {json.dumps(tool.parameters, ensure_ascii=False)}"
+        catalogue[tool.name] = catalogue[tool.source_name] = text
+    return catalogue
