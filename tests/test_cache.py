@@ -109,8 +109,8 @@ def _writer(path: str, worker: int, count: int) -> None:
 
 
 def test_several_processes_write_one_cache(tmp_path):
+    """Four processes create (racing) and fill one cache: nothing lost, nothing twice."""
     path = tmp_path / "cache.sqlite"
-    ResponseCache(path).close()  # created once, as a run does before starting workers
     workers, count = 4, 150
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_writer, args=(str(path), w, count)) for w in range(workers)]
