@@ -307,3 +307,53 @@ def test_paths_info_and_tree_describe_files_and_lfs(hub, tmp_path):
     assert info.sha == hub.tags(REPO)["v1.0.0"] and info.card_data.license == "mit"
     assert {s.rfilename for s in info.siblings} >= {"README.md", "data/sft/train-00000-of-00001.parquet"}
     assert "paths_info" in hub.routes(status=200)
+
+
+def _http(method: str, url: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """A raw request (no client library), to check what the server itself enforces."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body if method in ("POST", "PUT") else None, method=method,
+                                     headers=headers or {})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_server_verifies_lfs_content_and_commit_references(hub, tmp_path):
+    import hashlib
+    import json
+
+    publish(_release(tmp_path, "1.0.0", sft_rows(3)), REPO)
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    data = b"parquet bytes, pretend"
+    oid = hashlib.sha256(data).hexdigest()
+    batch = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}], "hash_algo": "sha256"}
+    status, _, body = _http("POST", f"{hub.url}/datasets/{REPO}.git/info/lfs/objects/batch", json.dumps(batch).encode(), auth)
+    assert status == 200
+    actions = json.loads(body)["objects"][0]["actions"]
+    upload, verify = actions["upload"]["href"], actions["verify"]["href"]
+    assert _http("PUT", upload, data[::-1])[0] == 400  # same size, other content: sha256 mismatch
+    assert _http("PUT", upload.split("&sig=")[0] + "&sig=forged", data)[0] == 403
+    assert _http("POST", verify, json.dumps({"oid": oid, "size": len(data)}).encode(), auth)[0] == 404  # not stored
+    header = {"key": "header", "value": {"summary": "sneaky"}}
+    line = {"key": "lfsFile", "value": {"path": "data/x.parquet", "algo": "sha256", "oid": oid, "size": len(data)}}
+    ndjson = b"".join(json.dumps(item).encode() + b"\n" for item in (header, line))
+    commit_url = f"{hub.url}/api/datasets/{REPO}/commit/main"
+    assert _http("POST", commit_url, ndjson, {**auth, "Content-Type": "application/x-ndjson"})[0] == 422
+    assert _http("PUT", upload, data)[0] == 200
+    assert _http("POST", verify, json.dumps({"oid": oid, "size": len(data)}).encode(), auth)[0] == 200
+    assert _http("POST", commit_url, ndjson, {**auth, "Content-Type": "application/x-ndjson"})[0] == 200
+    assert _http("POST", commit_url, ndjson, {"Content-Type": "application/x-ndjson"})[0] == 401  # no credentials
+
+    status, headers, body = _http("HEAD", f"{hub.url}/datasets/{REPO}/resolve/main/data/x.parquet")
+    assert status == 200 and headers["X-Linked-Etag"] == f'"{oid}"' and headers["X-Linked-Size"] == str(len(data))
+    assert headers["X-Repo-Commit"] == hub.state.repos[("dataset", REPO)].branches["main"]
+    status, headers, body = _http("GET", f"{hub.url}/datasets/{REPO}/resolve/v1.0.0/data/x.parquet")
+    assert status == 404 and headers["X-Error-Code"] == "EntryNotFound"  # not in the tagged release
+    status, headers, body = _http("GET", f"{hub.url}/datasets/{REPO}/resolve/main/data/x.parquet", headers={"Range": "bytes=-4"})
+    assert (status, body, headers["Content-Range"]) == (206, data[-4:], f"bytes {len(data) - 4}-{len(data) - 1}/{len(data)}")
+    assert _http("GET", f"{hub.url}/datasets/{REPO}/resolve/main/data/x.parquet", headers={"Range": "bytes=999-"})[0] == 416

@@ -37,7 +37,7 @@ def scenarios(tmp_path_factory):
         "HF_DATASETS_CACHE": str(base / "datasets_cache"),
         "TORCHDYNAMO_DISABLE": "1",
     }
-    command = [sys.executable, "-m", "pytest", str(TESTS / "hub_cases.py"), "-q", "-rA", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", str(TESTS / "hub_cases.py"), "-q", "-rA", "-p", "no:cacheprovider", "--noconftest",
                "--basetemp", str(base / "cases"), "--junitxml", str(base / "report.xml"),
                "--log-file", str(base / "debug.log"), "--log-file-level", "DEBUG"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=TESTS.parent)
@@ -66,6 +66,7 @@ CASES = [
     "test_cli_publish_dry_run_publish_and_list",
     "test_publish_without_a_token_is_refused_before_any_write",
     "test_paths_info_and_tree_describe_files_and_lfs",
+    "test_server_verifies_lfs_content_and_commit_references",
 ]
 
 
