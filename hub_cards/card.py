@@ -53,12 +53,14 @@ def render_card(release_dir: Path, release: dict[str, Any], *, repo_id: str | No
         if config["apis"]:
             config["plot"] = f"assets/{config['name']}_rows_per_api.png"
             write_bar_chart(release_dir / config["plot"], config["apis"], f"Rows per API in {config['name']}")
+    cache_sources = _cache_sources(release_dir)
     environment = Environment(loader=PackageLoader("imaginarium.hub_cards", "templates"), undefined=StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     body = environment.get_template("README.md.j2").render(
         name=release["name"], pretty_name=metadata["pretty_name"], version=release["version"],
         tag=f"v{release['version']}", repo_id=repo_id, configs=configs, total=total, kinds=kinds,
-        license=license,
+        license=license, cache_sources=cache_sources,
+        cache_simulated_share=(cache_sources.get("simulated", 0) / sum(cache_sources.values())) if cache_sources else None,
     )
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{front}---\n\n{body}"
@@ -89,6 +91,19 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         "examples": _examples(first_shard),
         "plot": None,
     }
+
+
+def _cache_sources(release_dir: Path) -> dict[str, int]:
+    """Entries of the shipped response cache per source (real, simulated), from its counts."""
+    manifest_file = release_dir / "provenance/response_cache/manifest.json"
+    if not manifest_file.is_file():
+        return {}
+    sources: dict[str, int] = {}
+    for key, count in (json.loads(manifest_file.read_text(encoding="utf-8")).get("counts") or {}).items():
+        if "/" in key and isinstance(count, int):  # "<tool>/<source>", as the cache export counts
+            source = key.rsplit("/", 1)[1]
+            sources[source] = sources.get(source, 0) + count
+    return dict(sorted(sources.items()))
 
 
 def _examples(shard: Path) -> list[str]:

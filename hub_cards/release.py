@@ -37,6 +37,7 @@ RELEASE_FILE = "provenance/release.json"
 DEFAULT_SPLIT = "train"
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024 * 1024
 RECIPE_NAMES = ("recipe.yaml", "recipe.yml")
+CACHE_STAGE = "cache-export"  # what `imaginarium cache export` writes (imaginarium.executor.cache)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 # Keys of stage configs that say which model, backend and seed made the data (for provenance).
@@ -57,8 +58,9 @@ def find_sources(inputs: Sequence[str | Path]) -> tuple[list[ConfigSource], Path
 
     An input is a stage directory (config name: `extra.release_config` of its manifest, else the
     directory's name), `NAME=DIR` to name the config, or a recipe run directory: a directory without
-    a manifest whose stage directories with `extra.release_config` become the configs, whose stage
-    directory with `extra.release_role: response_cache` is the cache and whose recipe.yaml is kept.
+    a manifest whose stage directories with `extra.release_config` become the configs, whose cache
+    export (stage `cache-export`, or `extra.release_role: response_cache`) is the response cache
+    and whose recipe.yaml is kept.
     """
     sources: list[ConfigSource] = []
     cache = recipe = None
@@ -103,7 +105,7 @@ def _run_directory(run: Path) -> tuple[list[ConfigSource], Path | None, Path | N
         extra = manifest.get("extra") or {}
         if extra.get("release_config"):
             configs.append(ConfigSource(extra["release_config"], directory, manifest))
-        elif extra.get("release_role") == "response_cache":
+        elif extra.get("release_role") == "response_cache" or manifest.get("stage") == CACHE_STAGE:
             cache = directory
     recipe = next((run / n for n in RECIPE_NAMES if (run / n).is_file()), None)
     return configs, cache, recipe
@@ -139,8 +141,9 @@ def build_release(
     if not sources:
         raise InputError("no inputs: give stage directories or a run directory", where="IN")
     cache_dir = Path(cache) if cache is not None else found_cache
-    if cache_dir is not None and read_manifest(cache_dir) is None:
-        raise InputError("the response cache must be a finished stage directory", where=str(cache_dir))
+    if cache_dir is not None and (not cache_dir.is_dir() or read_manifest(cache_dir) is None):
+        raise InputError("the response cache must be an exported cache directory: run "
+                         "`imaginarium cache export CACHE -o DIR` and pass DIR", where=str(cache_dir))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

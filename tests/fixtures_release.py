@@ -74,7 +74,7 @@ def preference_rows(n: int) -> list[dict]:
 SFT_EXTRA = {
     "release_config": "sft",
     "judge_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    "response_sources": {"recorded": 6, "simulated": 2},
+    "response_sources": {"real": 6, "simulated": 2},
     "models": [{"id": "HuggingFaceTB/SmolLM2-135M-Instruct", "revision": "main", "role": "explorer"}],
 }
 SFT_CONFIG = {"explorer": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "revision": "main", "seed": 7},

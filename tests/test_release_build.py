@@ -13,6 +13,7 @@ from fixtures_release import FUNNEL, make_preference_stage, make_sft_stage, pref
 
 from imaginarium.cli import cli
 from imaginarium.errors import InputError
+from imaginarium.executor.cache import CacheEntry, ResponseCache, export_cache
 from imaginarium.hub_cards.release import build_release, read_release
 from imaginarium.hub_cards.releases import diff_releases
 from imaginarium.stage import write_stage
@@ -30,8 +31,12 @@ def run_dir(tmp_path):
     run = tmp_path / "run"
     make_sft_stage(run / "build" / "sft", sft_rows(9))
     make_preference_stage(run / "build" / "pref", preference_rows(3))
-    write_stage(run / "cache", "cache-export", {}, {}, [{"key": "k1", "response": "{}", "source": "recorded"}],
-                extra={"release_role": "response_cache"})
+    with ResponseCache(tmp_path / "cache.sqlite") as cache:  # the real cache and its real export
+        cache.put_many([CacheEntry("get_weather", {"city": "Oslo"}, '{"temp": 3}', created_at="2026-01-01T00:00:00Z"),
+                        CacheEntry("get_weather", {"city": "Rome"}, '{"temp": 19}', created_at="2026-01-01T00:00:00Z"),
+                        CacheEntry("convert_currency", {"amount": 1}, '{"result": 1.1}', source="simulated",
+                                   created_at="2026-01-01T00:00:00Z")])
+    export_cache(tmp_path / "cache.sqlite", run / "cache")
     write_stage(run / "explore", "explore", {"seed": 1}, {}, [{"api": "get_weather", "query": "q"}])
     (run / "recipe.yaml").write_text("name: toy\nexplore:\n  episodes: 2\n")
     return run
@@ -77,7 +82,9 @@ def test_run_directory_gives_the_hub_layout_card_and_provenance(run_dir, tmp_pat
     assert sft["settings"] == {"backend": "transformers", "explorer.model": "HuggingFaceTB/SmolLM2-135M-Instruct",
                                "explorer.revision": "main", "explorer.seed": 7}
     assert sft["versions"]["pyarrow"] and sft["fingerprint"] and sft["models"][0]["role"] == "explorer"
-    assert provenance["response_cache"]["counts"]["rows"] == 1
+    assert provenance["response_cache"]["counts"]["rows"] == 3
+    cached = pq.read_table(out / "provenance/response_cache/data/part-00000.parquet").to_pylist()
+    assert sorted(row["tool"] for row in cached) == ["convert_currency", "get_weather", "get_weather"]
     assert json.loads((out / "provenance/reports/sft/funnel.json").read_text()) == FUNNEL
     assert (out / "assets/sft_rows_per_api.png").read_bytes().startswith(b"\x89PNG\r\n")
 
@@ -95,12 +102,13 @@ def test_card_says_how_it_was_made_and_what_it_holds(run_dir, tmp_path):
         'load_dataset("me/toy-tools", "sft", revision="v1.2.3")',
         "type: chat_template",
         "rl: dpo",
-        "25.0% of the tool responses were simulated",
+        "25.0% of the tool responses were simulated by a model rather than returned by the live API (real: 6, simulated: 2)",
         "success was judged by `HuggingFaceTB/SmolLM2-135M-Instruct`",
         "@inproceedings{wang2024ste",
         "@inproceedings{qiao2024trice",
         '"content": "Weather in city 0?"',
         "![Rows per API in sft](assets/sft_rows_per_api.png)",
+        "holds 3 responses, 33.3% of them simulated (real: 2, simulated: 1)",
     ]:
         assert expected in card, expected
 
@@ -197,6 +205,8 @@ def test_duplicate_configs_and_foreign_output_are_refused(tmp_path):
     (tmp_path / "notes/todo.txt").write_text("mine")
     with pytest.raises(InputError, match="not a release directory"):
         build_release([tmp_path / "one"], tmp_path / "notes", name="toy", version="1.0.0")
+    with pytest.raises(InputError, match="imaginarium cache export"):
+        build_release([tmp_path / "one"], tmp_path / "r", name="toy", version="1.0.0", cache=tmp_path / "notes/todo.txt")
     assert (tmp_path / "notes/todo.txt").read_text() == "mine"
 
 
