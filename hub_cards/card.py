@@ -69,7 +69,7 @@ def render_card(release_dir: Path, release: dict[str, Any], *, repo_id: str | No
 def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[str, Any]:
     manifest = json.loads((release_dir / f"provenance/manifests/{name}.json").read_text(encoding="utf-8"))
     extra = manifest.get("extra") or {}
-    first_shard = release_dir / next(iter(info["splits"].values()))["files"][0]
+    first_shard = _first_shard(release_dir, info)
     columns = pq.read_schema(first_shard).names
     kind = "preference" if {"chosen", "rejected"} <= set(columns) else "sft" if "messages" in columns else "rows"
     funnel_file = release_dir / f"provenance/reports/{name}/funnel.json"
@@ -83,7 +83,6 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         "rows": info["rows"],
         "splits": {split: s["rows"] for split, s in info["splits"].items()},
         "apis": info.get("apis"),
-        "columns": columns,
         "funnel": funnel,
         "judge_model": extra.get("judge_model"),
         "response_sources": sources,
@@ -91,6 +90,10 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         "examples": _examples(first_shard),
         "plot": None,
     }
+
+
+def _first_shard(release_dir: Path, info: dict[str, Any]) -> Path:
+    return release_dir / next(iter(info["splits"].values()))["files"][0]
 
 
 def _cache_sources(release_dir: Path) -> dict[str, int]:
@@ -128,8 +131,7 @@ def _dataset_info(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
     """The `dataset_info` entry of one config: features (from the Arrow schema) and split sizes."""
     from datasets import Features
 
-    first_shard = release_dir / next(iter(info["splits"].values()))["files"][0]
-    features = Features.from_arrow_schema(pq.read_schema(first_shard))
+    features = Features.from_arrow_schema(pq.read_schema(_first_shard(release_dir, info)))
     splits = [{"name": s, "num_bytes": v["num_bytes"], "num_examples": v["rows"]} for s, v in info["splits"].items()]
     return {
         "config_name": name,

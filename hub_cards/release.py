@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from rich.progress import track
 
 from imaginarium.errors import InputError
 from imaginarium.stage import MANIFEST, data_files, read_manifest, read_table
@@ -167,7 +168,7 @@ def build_release(
 def _write_release(staging: Path, sources: list[ConfigSource], cache: Path | None, recipe: Path | None,
                    name: str, version: str, max_shard_bytes: int) -> dict[str, Any]:
     configs = {}
-    for source in sources:
+    for source in track(sources, description="writing the release", transient=True):
         table = read_table(source.directory).replace_schema_metadata(None)
         configs[source.name] = _write_config(staging, source, table, max_shard_bytes)
         (staging / "provenance/manifests").mkdir(parents=True, exist_ok=True)
@@ -207,7 +208,7 @@ def _write_config(staging: Path, source: ConfigSource, table: pa.Table, max_shar
             "download_size": sum(f.stat().st_size for f in files),
             "files": [f.relative_to(staging).as_posix() for f in files],
         }
-    apis = Counter(table.column("api").to_pylist()) if "api" in table.column_names else None
+    apis = Counter(api or "(none)" for api in table.column("api").to_pylist()) if "api" in table.column_names else None
     return {
         "stage": source.manifest.get("stage"),
         "content_hash": source.manifest.get("content_hash"),

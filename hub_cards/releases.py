@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from rich.progress import track
 
 from imaginarium.errors import InputError
 from imaginarium.hub_cards.publish import REPO_TYPE, VERSION_TAG, version_key
@@ -60,14 +61,12 @@ def fetch_release(spec: str, *, token: str | None = None) -> Path:
 def row_hashes(release: Path) -> dict[str, Counter]:
     """Per config: a multiset of (api, row hash) over all its splits."""
     info = read_release(release)
-    configs = {}
-    for name, config in info["configs"].items():
-        rows: Counter = Counter()
-        for split in config["splits"].values():
-            for file in split["files"]:
-                for row in pq.read_table(release / file).to_pylist():
-                    rows[(row.get("api"), content_hash(row))] += 1
-        configs[name] = rows
+    files = [(name, file) for name, config in info["configs"].items()
+             for split in config["splits"].values() for file in split["files"]]
+    configs: dict[str, Counter] = {name: Counter() for name in info["configs"]}
+    for name, file in track(files, description=f"hashing rows of {release.name}", transient=True):
+        for row in pq.read_table(release / file).to_pylist():
+            configs[name][(row.get("api"), content_hash(row))] += 1
     return configs
 
 
