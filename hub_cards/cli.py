@@ -96,9 +96,16 @@ def publish(release_dir: Path, repo_id: str, private: bool, dry_run: bool) -> No
     An existing tag is never moved; content equal to the latest tagged release publishes
     nothing. The token comes from HF_TOKEN or `hf auth login`.
     """
+    from huggingface_hub.errors import HfHubHTTPError
+
     from imaginarium.hub_cards.publish import publish as publish_release
 
-    plan = publish_release(release_dir, repo_id, private=private, dry_run=dry_run)
+    try:
+        plan = publish_release(release_dir, repo_id, private=private, dry_run=dry_run)
+    except HfHubHTTPError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise click.ClickException(f"the Hub failed: {reason}\nNo tag was moved or made on a partial commit; "
+                                   "run the same command again to complete the release.") from exc
     if dry_run:
         click.echo(f"plan for {repo_id}: {plan.action} {plan.tag} ({plan.reason})")
         for kind, sign in (("added", "+"), ("changed", "~"), ("deleted", "-")):

@@ -357,3 +357,18 @@ def test_server_verifies_lfs_content_and_commit_references(hub, tmp_path):
     status, headers, body = _http("GET", f"{hub.url}/datasets/{REPO}/resolve/main/data/x.parquet", headers={"Range": "bytes=-4"})
     assert (status, body, headers["Content-Range"]) == (206, data[-4:], f"bytes {len(data) - 4}-{len(data) - 1}/{len(data)}")
     assert _http("GET", f"{hub.url}/datasets/{REPO}/resolve/main/data/x.parquet", headers={"Range": "bytes=999-"})[0] == 416
+
+
+def test_cli_reports_a_hub_failure_in_one_message_and_rerun_completes(hub, tmp_path):
+    from click.testing import CliRunner
+
+    from imaginarium.cli import cli
+
+    v1 = _release(tmp_path, "1.0.0", sft_rows(3))
+    hub.fail("commit", times=1, status=500)
+    failed = CliRunner().invoke(cli, ["publish", str(v1), "--repo", REPO])
+    assert failed.exit_code == 1 and "run the same command again" in failed.output
+    assert "Traceback" not in failed.output and TOKEN not in failed.output
+    assert hub.tags(REPO) == {}
+    done = CliRunner().invoke(cli, ["publish", str(v1), "--repo", REPO])
+    assert done.exit_code == 0 and set(hub.tags(REPO)) == {"v1.0.0"}

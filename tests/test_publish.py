@@ -67,6 +67,7 @@ CASES = [
     "test_publish_without_a_token_is_refused_before_any_write",
     "test_paths_info_and_tree_describe_files_and_lfs",
     "test_server_verifies_lfs_content_and_commit_references",
+    "test_cli_reports_a_hub_failure_in_one_message_and_rerun_completes",
 ]
 
 
