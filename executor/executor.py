@@ -34,7 +34,7 @@ from imaginarium.executor.observation import (
     DEFAULT_MAX_CHARS, Observation, Response, error_observation, render, text_of,
 )
 from imaginarium.executor.python_tools import PYTHON_FORMAT, resolve
-from imaginarium.jsonutil import content_hash
+from imaginarium.jsonutil import canonical_json, content_hash
 from imaginarium.schemas.toolspec import ToolSpec
 
 Mode = Literal["replay", "record", "simulate"]
@@ -138,6 +138,11 @@ class Executor:
             return error_observation(
                 f"invalid arguments for {name}: expected a JSON object, got {type(arguments).__name__}; "
                 f"expected: {_expected(tool)}", "invalid_arguments")
+        try:
+            canonical_json(arguments)  # the cache key needs it: NaN and infinities are not JSON
+        except ValueError as exc:
+            return error_observation(f"invalid arguments for {name}: {exc}. Expected: {_expected(tool)}",
+                                     "invalid_arguments")
         errors = sorted(self._validator(tool).iter_errors(arguments), key=lambda e: list(e.absolute_path))
         if errors:
             problems = "; ".join(_describe_error(e) for e in errors[:_MAX_LISTED_ERRORS])

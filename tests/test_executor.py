@@ -153,6 +153,7 @@ def test_record_replaces_a_simulated_entry_with_a_real_one(cache):
     ({"name": "x", "colour": "red"}, "Additional properties are not allowed ('colour' was unexpected)"),
     ('{"name": ', "not valid JSON"),
     ("[1, 2]", "expected a JSON object, got list"),
+    ({"name": "x", "times": float("-inf")}, "-inf is not a valid JSON number"),
 ])
 def test_invalid_arguments_become_feedback(arguments, expected):
     observation = Executor(TOOLS).execute({"name": "greet", "arguments": arguments})
