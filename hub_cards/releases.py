@@ -29,8 +29,13 @@ def list_releases(repo_id: str, *, token: str | None = None) -> list[dict[str, A
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    from huggingface_hub.errors import RepositoryNotFoundError
+
     api = HfApi(token=token)
-    refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE)
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE)
+    except RepositoryNotFoundError as exc:
+        raise InputError("no such dataset repo (or no access to it)", where=repo_id) from exc
     releases = []
     for ref in sorted((t for t in refs.tags if VERSION_TAG.fullmatch(t.name)), key=lambda t: version_key(t.name)):
         try:
@@ -53,9 +58,15 @@ def fetch_release(spec: str, *, token: str | None = None) -> Path:
     if not match:
         raise InputError("neither a release directory nor OWNER/NAME@vX.Y.Z", where=spec)
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    return Path(snapshot_download(match["repo"], repo_type=REPO_TYPE, revision=match["revision"], token=token,
-                                  allow_patterns=["data/**", RELEASE_FILE]))
+    try:
+        return Path(snapshot_download(match["repo"], repo_type=REPO_TYPE, revision=match["revision"], token=token,
+                                      allow_patterns=["data/**", RELEASE_FILE]))
+    except RepositoryNotFoundError as exc:
+        raise InputError("no such dataset repo (or no access to it)", where=spec) from exc
+    except RevisionNotFoundError as exc:
+        raise InputError(f"no revision {match['revision']!r} in {match['repo']}", where=spec) from exc
 
 
 def row_hashes(release: Path) -> dict[str, Counter]:

@@ -100,6 +100,10 @@ def test_list_and_diff_releases(hub, tmp_path):
                 "apis": {"convert_currency": {"added": 1, "removed": 1}, "get_weather": {"added": 3, "removed": 2}}}
     assert diff_releases(f"{REPO}@v1.0.0", f"{REPO}@v1.1.0")["configs"]["sft"] == expected
     assert diff_releases(str(v1), f"{REPO}@v1.1.0")["configs"]["sft"] == expected  # local against Hub
+    with pytest.raises(InputError, match="no revision 'v3.0.0'"):
+        diff_releases(f"{REPO}@v1.0.0", f"{REPO}@v3.0.0")
+    with pytest.raises(InputError, match="no such dataset repo"):
+        list_releases("nobody/nothing")
 
 
 def test_republish_same_content_is_a_no_op(hub, tmp_path):
