@@ -74,10 +74,13 @@ def test_round_trip_two_versions_load_each_revision(hub, tmp_path):
     new = datasets.load_dataset(REPO, "sft", revision="v1.1.0", split="train")
     assert _rows(old) == sorted(r["messages"][1]["content"] for r in sft_rows(6))
     assert _rows(new) == sorted(r["messages"][1]["content"] for r in sft_rows(6, offset=4))
+    default = datasets.load_dataset(REPO, revision="v1.0.0")  # no config name: the card's default (sft)
+    assert list(default) == ["train"] and _rows(default["train"]) == _rows(old)
     pref = datasets.load_dataset(REPO, "preference", revision="v1.0.0", split="train")
     assert sorted(pref["question_id"]) == ["q0", "q1"]
 
     card = DatasetCard.load(REPO, repo_type="dataset")
+    card.validate(repo_type="dataset")  # the metadata passes the Hub's validate-yaml
     assert card.data.license == "mit"
     assert [c["config_name"] for c in card.data.configs] == ["sft"]
     info = card.data.dataset_info
