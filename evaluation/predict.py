@@ -143,12 +143,10 @@ def predict(
     seed: int = 0,
     embedder: str | None = None,
     chunk: int = 64,
-    generator=None,
 ) -> dict[str, Any]:
     """Generate one call per test item and write an STE-shaped predictions file to `out`.
 
-    `generator` may be a ready Backend (then `backend` / `model` only label the output).
-    Returns a summary: items, backend, model, demos.
+    Returns a summary: items, backend, model, demos, out.
     """
     from imaginarium.generators.backend import Constraint, GenerationRequest
 
@@ -167,11 +165,9 @@ def predict(
             messages=build_messages(item, shown, text, [pool[i] for i in chosen]),
             constraint=Constraint.regex(call_regex(names, max_args)), max_tokens=max_tokens, temperature=0.0, seed=seed,
         ))
-    if generator is None:
-        from imaginarium.generators.backends import make_backend
+    from imaginarium.generators.backends import make_backend
 
-        generator = make_backend(backend, model)
-    completions = _generate(generator, requests, chunk)
+    completions = _generate(make_backend(backend, model), requests, chunk)
 
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item, completion, chosen in zip(items, completions, demo_indices):

@@ -90,3 +90,36 @@ def test_string_match_differs_from_the_stored_verdicts_only_on_revised_gold_item
             if row["api_match"] and stored["action"] in string_apis:
                 agrees = row["correct"] == (stored["args_correct"] == 1)
                 assert agrees or (stored["action"], stored["query"]) in revised, (path.name, row["index"])
+
+
+def test_by_batch_breakdown_matches_the_paper_per_batch():
+    """CL_round_1 covers the first two continual-learning batches (CL_batches.json)."""
+    path = STE / "saved_results" / "CL_round_1.json"
+    batches = json.loads((STE / "tool_metadata" / "CL_batches.json").read_text())
+    ours = run_eval(path, "--args-match", "ste-paper", "--by", "batch", "--batches",
+                    str(STE / "tool_metadata" / "CL_batches.json"))
+    assert list(ours["by_batch"]) == ["batch_0", "batch_1"]  # batches 2 and 3 have no items yet
+    items = _items(path)
+    for name, apis in zip(["batch_0", "batch_1"], batches):
+        subset = [it for it in items if it["action"] in apis]
+        paper = paper_figures(subset)
+        got = ours["by_batch"][name]
+        assert got["counts"]["items"] == len(subset)
+        assert got["counts"]["correct"] == paper["correct_count"]
+        assert abs(got["wellformed"] - paper["wellformed"]) < 1e-9
+    assert sum(row["counts"]["items"] for row in ours["by_api"].values()) == len(items)
+
+
+def test_ste_paper_needs_a_judge_where_no_judgment_is_stored(tmp_path):
+    from imaginarium.errors import InputError
+    from imaginarium.evaluation.evaluate import evaluate
+
+    item = {"query": "q", "action": "getWolframAlphaResults", "action_input": '{"input": "2+2"}',
+            "model_output": 'Action: getWolframAlphaResults\nAction Input: {"input": "2+2"}'}
+    assert item["action"] not in ste_string_match_apis()
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({item["action"]: [item]}))
+    with pytest.raises(InputError, match="1 items need an LLM judge"):
+        evaluate(path, args_match="ste-paper")
+    path.write_text(json.dumps({item["action"]: [{**item, "args_correct": 1}]}))
+    assert evaluate(path, args_match="ste-paper")["correct"] == 100.0
