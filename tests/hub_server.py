@@ -208,7 +208,7 @@ class HubHandler(BaseHTTPRequestHandler):
         try:
             for pattern, route_method, name in ROUTES:
                 match = pattern.fullmatch(url.path)
-                if match and route_method == method or (match and route_method == "GET" and method == "HEAD"):
+                if match and method in (route_method, "HEAD" if route_method == "GET" else None):
                     route = name
                     fault = self.state.take_fault(name)
                     if fault is not None:
@@ -331,9 +331,10 @@ class HubHandler(BaseHTTPRequestHandler):
     # -- refs, tree, paths-info ------------------------------------------------------------
     def _refs(self, type: str, repo_id: str) -> int:
         repo = self._repo(type, repo_id)
-        refs = lambda kind, names: [  # noqa: E731
-            {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": oid} for name, oid in sorted(names.items())
-        ]
+
+        def refs(kind: str, names: dict[str, str]) -> list[dict[str, str]]:
+            return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": oid} for n, oid in sorted(names.items())]
+
         return self._send_json(200, {"branches": refs("heads", repo.branches), "tags": refs("tags", repo.tags),
                                      "converts": [], "pullRequests": []})
 
