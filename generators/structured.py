@@ -121,7 +121,14 @@ class _XGrammarMatcher(RowMatcher):
 
 
 class ConstraintCompiler:
-    """Compiles constraints with one of Outlines' structured backends for one model."""
+    """Compiles constraints with one of Outlines' structured backends for one model.
+
+    JSON Schemas are first made enforceable (`imaginarium.schemas.constraints.enforceable`:
+    bounded free strings, closed objects), so a small model cannot ramble forever inside a
+    string or invent keys; results are still validated against the caller's original schema.
+    JSON is decoded without free whitespace (llguidance, xgrammar; outlines_core's default
+    already allows at most one space), which saves tokens and stops whitespace loops.
+    """
 
     def __init__(self, outlines_model, backend_name: str):
         if backend_name not in STRUCTURED_BACKENDS:
@@ -130,18 +137,38 @@ class ConstraintCompiler:
 
         self.backend_name = backend_name
         self.backend = _get_backend(backend_name, outlines_model)
+        self.tokenizer_vocab_size = len(outlines_model.hf_tokenizer.get_vocab())  # as Outlines' xgrammar backend
+
+    def mask_vocab_size(self, logits_vocab_size: int) -> int:
+        """How many token ids the engine's bitmask covers (models often pad their logits)."""
+        if self.backend_name == "llguidance":
+            return self.backend.llg_tokenizer.vocab_size
+        if self.backend_name == "xgrammar":
+            return self.tokenizer_vocab_size
+        return logits_vocab_size
 
     def compile(self, constraint: Constraint) -> CompiledConstraint:
         import time
 
         start = time.perf_counter()
         if constraint.kind == "json":
-            processor = self.backend.get_json_schema_logits_processor(json.dumps(constraint.value))
+            new_matcher = self._compile_json(constraint.value)
         else:
             processor = self.backend.get_regex_logits_processor(constraint_regex(constraint))
-        new_matcher = self._matcher_factory(processor)
+            new_matcher = self._matcher_factory(processor)
         new_matcher()  # llguidance and xgrammar finish compiling lazily: pay for it here
         return CompiledConstraint(constraint, new_matcher, time.perf_counter() - start)
+
+    def _compile_json(self, schema: Any) -> Callable[[], RowMatcher]:
+        from imaginarium.schemas.constraints import enforceable
+
+        schema = enforceable(schema)
+        if self.backend_name == "xgrammar":
+            compiled = self.backend.grammar_compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+            return lambda: _XGrammarMatcher(compiled)
+        if self.backend_name == "llguidance" and isinstance(schema, dict):
+            schema = {**schema, "x-guidance": {"whitespace_flexible": False}}
+        return self._matcher_factory(self.backend.get_json_schema_logits_processor(json.dumps(schema)))
 
     def _matcher_factory(self, processor: Any) -> Callable[[], RowMatcher]:
         if self.backend_name == "outlines_core":

@@ -90,6 +90,7 @@ class TransformersBackend(Backend):
         max_retries: int = 2,
         batch_size: int = 64,
         dtype: str = "auto",
+        num_threads: int | None = None,
     ):
         super().__init__(str(model), revision)
         if device in (None, "cpu"):
@@ -97,6 +98,8 @@ class TransformersBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if num_threads is not None:  # process-wide; 1 is fastest for small models on a busy CPU
+            torch.set_num_threads(num_threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.structured_backend = structured_backend
         self.max_retries = max_retries
@@ -243,6 +246,7 @@ class TransformersBackend(Backend):
             row.tokens = []
         bitmask = None
         past = None
+        live = list(range(size))  # the rows still in the model's batch, in batch order
         step_input = input_ids
         with torch.inference_mode():
             while True:
@@ -252,26 +256,27 @@ class TransformersBackend(Backend):
                     position_ids=positions.to(self.device),
                     past_key_values=past,
                     use_cache=True,
+                    logits_to_keep=1,
                 )
                 past = out.past_key_values
                 logits = out.logits[:, -1, :].float().cpu()
-                active = [i for i in range(size) if finish[i] is None]
-                constrained = [(matchers[i], i) for i in active if matchers[i] is not None]
+                constrained = [(matchers[i], i) for i in live if matchers[i] is not None]
                 if constrained:
                     if bitmask is None:
-                        bitmask = torch.full((size, (logits.shape[1] + 31) // 32), -1, dtype=torch.int32)
+                        mask_vocab = self._compiler.mask_vocab_size(logits.shape[1])
+                        bitmask = torch.full((size, (mask_vocab + 31) // 32), -1, dtype=torch.int32)
                     bitmask.fill_(-1)
                     type(constrained[0][0]).fill_batch(constrained[0][0], constrained, bitmask)
-                    allowed = unpack_bitmask(bitmask, logits.shape[1])
+                    allowed = unpack_bitmask(bitmask[live], logits.shape[1])
                     logits.masked_fill_(~allowed, float("-inf"))
-                    for _, i in constrained:
-                        if not allowed[i].any():
-                            finish[i], errors[i] = "invalid", "the grammar allows no next token"
-                tokens = _sample(logits, temperatures, top_ps, generators, [finish[i] is None for i in range(size)])
-                for i in active:
+                    for j in (~allowed.any(dim=1)).nonzero().flatten().tolist():
+                        finish[live[j]], errors[live[j]] = "invalid", "the grammar allows no next token"
+                tokens = _sample(
+                    logits, temperatures[live], top_ps[live], [generators[i] for i in live], [finish[i] is None for i in live]
+                )
+                for i, token in zip(live, tokens):
                     if finish[i] is not None:
                         continue
-                    token = tokens[i]
                     row = rows[i]
                     if token in self.eos_ids:
                         finish[i] = "stop"
@@ -283,10 +288,16 @@ class TransformersBackend(Backend):
                         finish[i], texts[i] = "stop", cut
                     elif len(row.tokens) >= row.request.max_tokens:
                         finish[i] = "length"
-                if all(f is not None for f in finish):
+                keep = [j for j, i in enumerate(live) if finish[i] is None]
+                if not keep:
                     break
-                step_input = torch.tensor([[t if finish[i] is None else self.pad_id] for i, t in enumerate(tokens)])
-                attention = torch.cat([attention, torch.ones((size, 1), dtype=torch.long)], dim=1)
+                if len(keep) < len(live):  # drop finished rows: later steps compute only live ones
+                    index = torch.tensor(keep)
+                    past.batch_select_indices(index.to(self.device))
+                    attention, positions = attention[index], positions[index]
+                    live, tokens = [live[j] for j in keep], [tokens[j] for j in keep]
+                step_input = torch.tensor(tokens).unsqueeze(1)
+                attention = torch.cat([attention, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
                 positions = positions[:, -1:] + 1
         return [self._completion(row, finish[i], texts[i], errors[i]) for i, row in enumerate(rows)]
 
@@ -321,7 +332,8 @@ def _sample(logits, temperatures, top_ps, generators, active: list[bool]) -> lis
     """Sample one token per row: temperature, nucleus (top_p), each row with its own RNG.
 
     Uniform draws come from the rows' generators; the inverse-CDF lookup is one batched op.
-    Temperature 0 means greedy. Rows whose logits are all -inf (finished) get token 0.
+    Temperature 0 means greedy. A row whose logits are all -inf (a dead grammar) gets an
+    arbitrary token, which the caller ignores.
     """
     import torch
 

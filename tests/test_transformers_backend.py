@@ -28,7 +28,7 @@ CHAT = [{"role": "user", "content": "What is the weather like?"}]
 
 @pytest.fixture(scope="module")
 def backend(tiny_model):
-    return make_backend("transformers", str(tiny_model))
+    return make_backend("transformers", str(tiny_model), num_threads=1)
 
 
 def test_json_constraint_gives_valid_values(backend):
@@ -176,3 +176,84 @@ def test_defaults_overrides():
 def test_generate_returns_completions(backend):
     assert backend.generate([]) == []
     assert isinstance(backend.generate([GenerationRequest(prompt="a", max_tokens=2, seed=0)])[0], Completion)
+
+
+TOOLBENCH = "/work/shared/datasets/ste/tool_metadata/API_descriptions.json"
+
+
+@pytest.fixture(scope="module")
+def toolbench_tools():
+    import os
+
+    from imaginarium.schemas.importers import import_file
+
+    if not os.path.exists(TOOLBENCH):
+        pytest.skip(f"{TOOLBENCH} is not here")
+    tools = import_file(TOOLBENCH, "toolbench")
+    assert len(tools) == 817
+    return tools
+
+
+def _valid_or_truncated(completions, check) -> int:
+    """Every completion is valid (checked by `check`) or cut by max_tokens; returns how many are valid."""
+    for c in completions:
+        assert c.finish_reason in ("stop", "length"), (c.finish_reason, c.error, c.text)
+        if c.finish_reason == "stop":
+            check(c)
+        else:
+            assert c.value is None
+    return sum(c.finish_reason == "stop" for c in completions)
+
+
+def test_toolbench_call_schemas_200_seeded_requests(backend, toolbench_tools):
+    """The issue's acceptance test: 200 seeded calls over ToolBench call schemas from the tiny model."""
+    import random
+
+    import jsonschema
+
+    from imaginarium.schemas.constraints import call_schema
+
+    picked = random.Random(0).sample(toolbench_tools, 200)
+    schemas = [call_schema(tool) for tool in picked]
+    requests = [
+        GenerationRequest(
+            messages=[{"role": "user", "content": f"Use {tool.name} for me."}],
+            tools=[{"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}}],
+            constraint=Constraint.json(schema),
+            seed=index,
+            max_tokens=160,
+        )
+        for index, (tool, schema) in enumerate(zip(picked, schemas))
+    ]
+    completions = backend.generate(requests)
+
+    def check(c):
+        jsonschema.validate(c.value, schemas[c.request_index])
+        jsonschema.validate(c.value["arguments"], picked[c.request_index].parameters)
+        assert c.value["name"] == picked[c.request_index].name
+        assert json.loads(c.text) == c.value
+
+    assert _valid_or_truncated(completions, check) >= 170
+
+
+def test_toolbench_choice_and_regex_200_seeded_requests(backend, toolbench_tools):
+    import random
+
+    rng = random.Random(1)
+    patterns = [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"[A-Z][a-z]{2,8}( [A-Z][a-z]{2,8})?", r"(GET|POST) /[a-z]{1,10}(/[0-9]{1,4})?", r"-?[0-9]{1,6}\.[0-9]{2}"]
+    choices = [[tool.name for tool in rng.sample(toolbench_tools, 5)] for _ in range(200)]
+    requests = [
+        GenerationRequest(prompt=f"Pick one of {', '.join(options)}:", constraint=Constraint.choice(options), seed=i, max_tokens=60)
+        for i, options in enumerate(choices)
+    ] + [
+        GenerationRequest(prompt="Value:", constraint=Constraint.regex(patterns[i % 4]), seed=i, max_tokens=40) for i in range(200)
+    ]
+    completions = backend.generate(requests)
+
+    def check(c):
+        if c.request_index < 200:
+            assert c.value in choices[c.request_index] and c.text == c.value
+        else:
+            assert re.fullmatch(patterns[c.request_index % 4], c.value) and c.text == c.value
+
+    assert _valid_or_truncated(completions, check) == 400
