@@ -23,6 +23,8 @@ COMMANDS = {
     "predict": "imaginarium.evaluation.cli:predict_command",
     "tools": "imaginarium.schemas.cli:tools",
     "cache": "imaginarium.executor.cli:cache",
+    "model": "imaginarium.generators.cli:model",
+    "generate": "imaginarium.generators.cli:generate",
     "release": "imaginarium.hub_cards.cli:release",
     "publish": "imaginarium.hub_cards.cli:publish",
 }
