@@ -149,8 +149,16 @@ def _row(item: EvalItem, call: ParsedCall, result: MatchResult | None) -> dict[s
         "api_match": api_match,
         "correct": bool(api_match and result is not None and result.correct),
         "method": result.method if result else None,
-        "reason": result.reason if result else (call.error or ("no call" if call.kind == "no_call" else "API mismatch")),
+        "reason": result.reason if result else _no_match_reason(item, call),
     }
+
+
+def _no_match_reason(item: EvalItem, call: ParsedCall) -> str:
+    if call.kind == "no_call":
+        return "no call (final answer only)"
+    if call.kind == "error":
+        return call.error or "unparsable output"
+    return f"API {call.name!r} is not the gold API {item.api!r}"
 
 
 def _write_items(path: str | Path, items: list[EvalItem], rows: list[dict[str, Any]]) -> None:
