@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": "imaginarium.evaluation.cli:eval_command",
     "predict": "imaginarium.evaluation.cli:predict_command",
     "tools": "imaginarium.schemas.cli:tools",
+    "explore": "imaginarium.generators.explore_cli:explore_command",
     "cache": "imaginarium.executor.cli:cache",
     "model": "imaginarium.generators.cli:model",
     "generate": "imaginarium.generators.cli:generate",

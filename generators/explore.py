@@ -1,0 +1,445 @@
+"""STE exploration: imagine a query, try to solve it with real calls, reflect; repeat.
+
+Per API, `episodes` episodes; per episode, `stm_slots` trials in one growing conversation
+(short-term memory: a later trial sees the earlier ones). Each trial:
+
+1. imagine: the model sees the API's documentation and, from long-term memory, every query
+   already explored for this API with its label, and writes a new query (JSON, bounded);
+2. act: a JSON object that either calls one of the tools shown (the call follows that tool's
+   JSON Schema, so it is valid by construction) or gives the final answer; calls are executed
+   and the observation appended, up to `max_turns` calls, after which only an answer is allowed;
+3. reflect: did the answer fulfil the query? (a yes/no choice);
+4. the query and its label enter long-term memory.
+
+Throughput: every API is explored at once. Each round collects the next step of every active
+trial into ONE backend call, then executes all the calls made in that round together. Within an
+API, `parallel_episodes` episodes run side by side (default 1). With 1, every imagination sees
+every earlier query of its API with its label, exactly as in the paper. With more, episodes of
+one API advance together and an imagination also sees the queries still in flight, marked
+"in progress", so they are not repeated either.
+
+Checkpointing: the trials finished in a round are appended as one durable chunk (stage
+directory API). On resume, long-term memory and the conversations of unfinished episodes are
+rebuilt from the written trials, so nothing is lost and nothing is redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
+from imaginarium.generators.prompts import Prompts, tool_doc
+from imaginarium.schemas.constraints import call_schema
+from imaginarium.schemas.records import arrow_schema
+from imaginarium.schemas.toolspec import ToolSpec
+from imaginarium.stage import StageWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExploreConfig:
+    """Everything that shapes an exploration run (it is part of the stage fingerprint)."""
+
+    episodes: int = 15
+    stm_slots: int = 3
+    max_turns: int = 4
+    seed: int = 0
+    parallel_episodes: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_query_chars: int = 200
+    max_thought_chars: int = 160
+    max_answer_chars: int = 300
+    max_argument_chars: int = 64
+    max_tokens: int = 512
+    distractors: dict[str, list[str]] = field(default_factory=dict)  # api -> other tools shown
+    # Ablations of the paper.
+    no_exec: bool = False  # observations withheld
+    no_stm: bool = False  # one trial per episode
+    no_ltm: bool = False  # no memory in the imagination prompt
+    no_reflection: bool = False  # every trial labelled successful
+
+    def __post_init__(self) -> None:
+        if self.no_stm:
+            self.stm_slots = 1
+        for name in ("episodes", "stm_slots", "parallel_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_turns < 0:
+            raise ValueError("max_turns must be at least 0")
+
+
+# -- schemas of the three generation steps -----------------------------------------------------
+def query_schema(config: ExploreConfig) -> dict[str, Any]:
+    return _object({"query": {"type": "string", "minLength": 8, "maxLength": config.max_query_chars}})
+
+
+def act_schema(tools: list[ToolSpec], config: ExploreConfig, *, allow_call: bool) -> dict[str, Any]:
+    """One step: a thought and either a call of one of `tools` or the final answer."""
+    thought = {"type": "string", "maxLength": config.max_thought_chars}
+    answer = _object({"thought": thought, "final_answer": {"type": "string", "minLength": 1, "maxLength": config.max_answer_chars}})
+    if not allow_call or not tools:
+        return answer
+    calls = [call_schema(tool, max_string_length=config.max_argument_chars) for tool in tools]
+    call = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    return {"anyOf": [_object({"thought": thought, "call": call}), answer]}
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+# -- state ---------------------------------------------------------------------------------------
+@dataclass
+class Trial:
+    """One trial in progress; becomes an episode-trial record when done."""
+
+    api: str
+    episode: int
+    slot: int
+    tools_shown: list[str]
+    query: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    final_answer: str | None = None
+    succeeded: bool | None = None
+    reflection: str | None = None
+    phase: str = "imagine"  # imagine -> act -> reflect -> done
+
+    @property
+    def trial_id(self) -> str:
+        return f"{self.api}/{self.episode}/{self.slot}"
+
+    @property
+    def calls_made(self) -> int:
+        return sum(1 for step in self.steps if step["action"] in ("call", "invalid"))
+
+    def record(self, backend: Backend, seed: int) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id, "api": self.api, "episode": self.episode, "slot": self.slot,
+            "query": self.query or "", "tools_shown": self.tools_shown, "steps": self.steps,
+            "final_answer": self.final_answer, "succeeded": self.succeeded, "reflection": self.reflection,
+            "model": backend.model, "backend": backend.name, "seed": seed,
+        }
+
+    @classmethod
+    def from_record(cls, row: dict[str, Any]) -> "Trial":
+        return cls(
+            api=row["api"], episode=row["episode"], slot=row["slot"], tools_shown=list(row["tools_shown"]),
+            query=row["query"], steps=list(row["steps"]), final_answer=row["final_answer"],
+            succeeded=row["succeeded"], reflection=row["reflection"], phase="done",
+        )
+
+
+@dataclass
+class Episode:
+    """An episode: its finished trials (the short-term memory) and the trial in progress."""
+
+    api: str
+    index: int
+    done: list[Trial] = field(default_factory=list)
+    current: Trial | None = None
+
+
+class Explorer:
+    """Runs the exploration of many APIs at once against one backend and one executor."""
+
+    def __init__(self, tools: list[ToolSpec], apis: list[str], backend: Backend, executor, config: ExploreConfig,
+                 *, templates: str | None = None, progress: bool = True):
+        self.tools = {tool.name: tool for tool in tools}
+        self.apis = apis
+        self.backend = backend
+        self.executor = executor
+        self.config = config
+        self.prompts = Prompts("explore", templates)
+        self.progress = progress
+        self.memory: dict[str, list[Trial]] = defaultdict(list)  # long-term memory per API
+        self._schemas: dict[tuple[str, bool], dict[str, Any]] = {}
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def shown_tools(self, api: str) -> list[ToolSpec]:
+        names = [api] + [n for n in self.config.distractors.get(api, []) if n in self.tools and n != api]
+        return [self.tools[name] for name in names]
+
+    def system_message(self, api: str) -> dict[str, Any]:
+        shown = self.shown_tools(api)
+        text = self.prompts.render("system", tool_doc=tool_doc(shown[0]), distractors=[tool_doc(t) for t in shown[1:]])
+        return {"role": "system", "content": text}
+
+    def trial_messages(self, trial: Trial) -> list[dict[str, Any]]:
+        """The conversation turns of a trial, rebuilt from its record (used for STM and resume)."""
+        messages: list[dict[str, Any]] = [{"role": "user", "content": trial.query or ""}]
+        for step in trial.steps:
+            if step["action"] == "call":
+                call = {"name": step["call"]["name"], "arguments": json.loads(step["call"]["arguments"])}
+                messages.append({"role": "assistant", "content": json.dumps({"thought": step["thought"], "call": call})})
+                content = (
+                    self.prompts.render("withheld") if step["observation"] is None
+                    else json.loads(step["observation"])["content"]
+                )
+                messages.append({"role": "tool", "name": call["name"], "content": content})
+            elif step["action"] == "final_answer":
+                messages.append({"role": "assistant", "content": json.dumps(
+                    {"thought": step["thought"], "final_answer": trial.final_answer})})
+            else:  # an output that did not parse: the model sees its error
+                messages.append({"role": "assistant", "content": step["thought"] or ""})
+                messages.append({"role": "user", "content": f"That was not a valid step: {step['parse_error']}"})
+        if trial.reflection is not None:
+            messages.append({"role": "user", "content": self.prompts.render("reflect")})
+            messages.append({"role": "assistant", "content": trial.reflection})
+        return messages
+
+    def conversation(self, episode: Episode) -> list[dict[str, Any]]:
+        messages = [self.system_message(episode.api)]
+        for trial in episode.done:
+            messages += self.trial_messages(trial)
+        return messages
+
+    def memory_items(self, api: str, in_flight: Iterable[Trial]) -> list[dict[str, str]]:
+        if self.config.no_ltm:
+            return []
+        items = [{"query": t.query or "", "label": _label(t)} for t in self.memory[api]]
+        items += [{"query": t.query, "label": "in progress"} for t in in_flight if t.query]
+        return items
+
+    # -- one round -------------------------------------------------------------------------------
+    def request_for(self, episode: Episode, in_flight: list[Trial]) -> GenerationRequest:
+        trial = episode.current
+        config = self.config
+        seed = _seed(config.seed, trial.trial_id, len(trial.steps), trial.phase)
+        sampling = dict(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed)
+        history = self.conversation(episode)
+        if trial.phase == "imagine":
+            prompt = self.prompts.render(
+                "imagine", tool_name=trial.api, memory=self.memory_items(trial.api, in_flight))
+            return GenerationRequest(messages=history + [{"role": "user", "content": prompt}],
+                                     constraint=Constraint.json(query_schema(config)), **sampling)
+        messages = history + self.trial_messages(trial)
+        if trial.phase == "act":
+            allow_call = trial.calls_made < config.max_turns
+            schema = self._act_schema(trial.api, allow_call)
+            tools = [t.openai_tool() for t in self.shown_tools(trial.api)]
+            return GenerationRequest(messages=messages, constraint=Constraint.json(schema), tools=tools, **sampling)
+        # reflect
+        return GenerationRequest(messages=messages + [{"role": "user", "content": self.prompts.render("reflect")}],
+                                 constraint=Constraint.choice(["yes", "no"]), **dict(sampling, max_tokens=4))
+
+    def _act_schema(self, api: str, allow_call: bool) -> dict[str, Any]:
+        key = (api, allow_call)
+        if key not in self._schemas:
+            self._schemas[key] = act_schema(self.shown_tools(api), self.config, allow_call=allow_call)
+        return self._schemas[key]
+
+    def advance(self, trial: Trial, completion) -> dict[str, Any] | None:
+        """Apply one completion to a trial; return a call to execute, if the step made one."""
+        if trial.phase == "imagine":
+            if completion.ok:
+                trial.query = completion.value["query"].strip()
+                trial.phase = "act"
+            else:  # no usable query: the trial ends here, recorded with its error
+                trial.steps.append(_invalid_step(completion))
+                trial.phase = "done"
+            return None
+        if trial.phase == "act":
+            if not completion.ok:
+                trial.steps.append(_invalid_step(completion))
+                if trial.calls_made > self.config.max_turns:  # out of turns: give up without an answer
+                    trial.phase = "done"
+                return None
+            value = completion.value
+            if "final_answer" in value:
+                trial.steps.append({"thought": value["thought"], "action": "final_answer", "call": None,
+                                    "observation": None, "parse_error": None})
+                trial.final_answer = value["final_answer"]
+                if self.config.no_reflection:
+                    trial.succeeded, trial.phase = True, "done"
+                else:
+                    trial.phase = "reflect"
+                return None
+            call = value["call"]
+            trial.steps.append({"thought": value["thought"], "action": "call",
+                                "call": {"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False)},
+                                "observation": None, "parse_error": None})
+            return call
+        # reflect
+        trial.reflection = completion.value if completion.ok else None
+        trial.succeeded = completion.value == "yes" if completion.ok else False
+        trial.phase = "done"
+        return None
+
+    def run(self, writer: StageWriter) -> dict[str, Any]:
+        """Explore until every API has its episodes; returns the run's statistics."""
+        config = self.config
+        started = time.perf_counter()
+        backend_seconds_before = self.backend.stats.seconds
+        finished_ids = self._resume(writer)
+        queues = {api: self._episodes_to_run(api) for api in self.apis}
+        active: dict[str, list[Episode]] = {api: [] for api in self.apis}
+        total = len(self.apis) * config.episodes * config.stm_slots
+        written = len(finished_ids)
+        with _Progress(self.progress, total, written, self.apis, config) as bar:
+            while True:
+                for api in self.apis:  # refill: keep parallel_episodes episodes per API in flight
+                    while len(active[api]) < config.parallel_episodes and queues[api]:
+                        active[api].append(queues[api].pop(0))
+                    for episode in active[api]:
+                        if episode.current is None:
+                            episode.current = Trial(api, episode.index, len(episode.done),
+                                                    [t.name for t in self.shown_tools(api)])
+                live = [e for api in self.apis for e in active[api]]
+                if not live:
+                    break
+                requests = []
+                for episode in live:
+                    in_flight = [e.current for e in active[episode.api] if e is not episode]
+                    requests.append(self.request_for(episode, in_flight))
+                completions = self.backend.generate(requests)
+                calls = []
+                for episode, completion in zip(live, completions):
+                    call = self.advance(episode.current, completion)
+                    if call is not None:
+                        calls.append((episode.current, call))
+                self._execute(calls)
+                finished = self._collect_finished(active)
+                if finished:
+                    writer.append([t.record(self.backend, config.seed) for t in finished],
+                                  units=[t.trial_id for t in finished])
+                    written += len(finished)
+                    bar.advance(finished)
+        wall = time.perf_counter() - started
+        backend_seconds = self.backend.stats.seconds - backend_seconds_before
+        return {
+            "trials": written, "wall_seconds": round(wall, 3), "backend_seconds": round(backend_seconds, 3),
+            "backend_share": round(backend_seconds / wall, 4) if wall else 0.0,
+            "prompt_tokens": self.backend.stats.prompt_tokens, "completion_tokens": self.backend.stats.completion_tokens,
+        }
+
+    def _execute(self, calls: list[tuple[Trial, dict[str, Any]]]) -> None:
+        if not calls:
+            return
+        if self.config.no_exec:
+            return  # observations withheld: the step keeps observation=None
+        observations = self.executor.execute_many([call for _, call in calls])
+        for (trial, _), observation in zip(calls, observations):
+            trial.steps[-1]["observation"] = json.dumps(observation.to_dict(), ensure_ascii=False)
+
+    def _collect_finished(self, active: dict[str, list[Episode]]) -> list[Trial]:
+        finished = []
+        for api in self.apis:
+            for episode in list(active[api]):
+                trial = episode.current
+                if trial is None or trial.phase != "done":
+                    continue
+                finished.append(trial)
+                self.memory[api].append(trial)
+                episode.done.append(trial)
+                episode.current = None
+                if len(episode.done) >= self.config.stm_slots:
+                    active[api].remove(episode)
+        return finished
+
+    def _resume(self, writer: StageWriter) -> set[str]:
+        """Rebuild long-term memory and unfinished episodes from the trials already written."""
+        self._written: dict[tuple[str, int], list[Trial]] = defaultdict(list)
+        rows = sorted(writer.progress_rows(), key=lambda r: (r["episode"], r["slot"]))
+        for row in rows:
+            trial = Trial.from_record(row)
+            self.memory[trial.api].append(trial)
+            self._written[(trial.api, trial.episode)].append(trial)
+        return {row["trial_id"] for row in rows}
+
+    def _episodes_to_run(self, api: str) -> list[Episode]:
+        episodes = []
+        for index in range(self.config.episodes):
+            done = self._written.get((api, index), [])
+            if len(done) < self.config.stm_slots:
+                episodes.append(Episode(api, index, done=list(done)))
+        return episodes
+
+
+def _label(trial: Trial) -> str:
+    if trial.final_answer is None:
+        return "no answer"
+    return "yes" if trial.succeeded else "no"
+
+
+def _invalid_step(completion) -> dict[str, Any]:
+    reason = completion.error or f"generation ended with finish_reason={completion.finish_reason}"
+    return {"thought": completion.text[:500], "action": "invalid", "call": None, "observation": None,
+            "parse_error": reason}
+
+
+def _seed(base: int, trial_id: str, step: int, phase: str) -> int:
+    """A per-request seed, the same in an interrupted and an uninterrupted run."""
+    digest = hashlib.sha256(f"{base}/{trial_id}/{step}/{phase}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+class _Progress:
+    """Rich progress bars: overall and per API (per-API bars only for a handful of APIs)."""
+
+    PER_API_LIMIT = 12
+
+    def __init__(self, enabled: bool, total: int, done: int, apis: list[str], config: ExploreConfig):
+        self.enabled = enabled
+        self.total, self.done, self.apis, self.config = total, done, apis, config
+
+    def __enter__(self) -> "_Progress":
+        if not self.enabled:
+            return self
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=False)
+        self.bar.__enter__()
+        self.overall = self.bar.add_task("trials", total=self.total, completed=self.done)
+        per_api = self.config.episodes * self.config.stm_slots
+        self.per_api = {}
+        if len(self.apis) <= self.PER_API_LIMIT:
+            self.per_api = {api: self.bar.add_task(f"  {api[:40]}", total=per_api) for api in self.apis}
+        return self
+
+    def advance(self, trials: list[Trial]) -> None:
+        if not self.enabled:
+            return
+        self.bar.advance(self.overall, len(trials))
+        for trial in trials:
+            if trial.api in self.per_api:
+                self.bar.advance(self.per_api[trial.api], 1)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc_info)
+
+
+def explore_stage(out, tools_path, tools: list[ToolSpec], apis: list[str], backend: Backend, executor,
+                  config: ExploreConfig, *, templates: str | None = None, extra_config: dict | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Run (or resume, or skip) an exploration into the stage directory `out`."""
+    stage_config = {"explore": asdict(config), "apis": apis, **backend.describe(), **(extra_config or {})}
+    inputs = {"tools": tools_path}
+    if templates:
+        inputs["templates"] = templates
+    writer = StageWriter(out, "explore", stage_config, inputs, schema=arrow_schema("episode_trial"))
+    if writer.done:
+        log.info("%s: exploration already finished with these inputs and settings", out)
+        return writer.manifest
+    with writer:
+        explorer = Explorer(tools, apis, backend, executor, config, templates=templates, progress=progress)
+        stats = explorer.run(writer)
+        rows = writer.progress_rows()
+        per_api: dict[str, int] = defaultdict(int)
+        succeeded = 0
+        for row in rows:
+            per_api[row["api"]] += 1
+            succeeded += bool(row["succeeded"])
+        return writer.finish(
+            counts={"trials": len(rows), "succeeded": succeeded, "per_api": dict(sorted(per_api.items()))},
+            extra={"run": stats},
+            sort_by=["api", "episode", "slot"],
+        )
