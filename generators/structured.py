@@ -188,6 +188,19 @@ def _check_llguidance_grammar(tokenizer, grammar) -> None:
         raise ValueError(f"llguidance cannot compile this constraint: {'; '.join(messages)}")
 
 
+def allowed_tokens(matchers: list[RowMatcher | None], live: list[int], bitmask, vocab_size: int):
+    """bool [len(live), vocab_size]: the tokens each live row may take next (None if none is constrained).
+
+    Unconstrained rows keep an all-ones mask row (tokens past the engine's vocabulary excepted).
+    """
+    constrained = [(matchers[i], i) for i in live if matchers[i] is not None]
+    if not constrained:
+        return None
+    bitmask.fill_(-1)
+    constrained[0][0].fill_batch(constrained, bitmask)
+    return unpack_bitmask(bitmask[live], vocab_size)
+
+
 def unpack_bitmask(bitmask, vocab_size: int):
     """int32 bitmask [rows, words] -> bool allowed [rows, vocab_size] (token i = bit i % 32 of word i // 32)."""
     import torch

@@ -21,12 +21,13 @@ import json
 import os
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
 from imaginarium.generators.defaults import DEFAULT_STRUCTURED_BACKEND
-from imaginarium.generators.structured import CompiledConstraint, ConstraintCompiler, RowMatcher, unpack_bitmask
+from imaginarium.generators.structured import CompiledConstraint, ConstraintCompiler, RowMatcher, allowed_tokens
 from imaginarium.jsonutil import content_hash
 
 
@@ -109,6 +110,9 @@ class TransformersBackend(Backend):
         self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, revision=revision, dtype=dtype)
         self.hf_model.to(self.device).eval()
         self.eos_ids = self._eos_ids()
+        head = self.hf_model.get_output_embeddings()
+        self.logits_vocab = head.weight.shape[0] if head is not None else self.hf_model.config.vocab_size
+        self._mask_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imaginarium-masks")
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._compiler: ConstraintCompiler | None = None
         self._compiled: dict[str, CompiledConstraint | Exception] = {}
@@ -245,11 +249,19 @@ class TransformersBackend(Backend):
         for row in rows:
             row.tokens = []
         bitmask = None
+        if any(m is not None for m in matchers):
+            words = (self._compiler.mask_vocab_size(self.logits_vocab) + 31) // 32
+            bitmask = torch.full((size, words), -1, dtype=torch.int32)
         past = None
         live = list(range(size))  # the rows still in the model's batch, in batch order
         step_input = input_ids
         with torch.inference_mode():
             while True:
+                # The next token's mask depends only on the tokens so far: compute it on the
+                # mask thread while the model runs (both release the GIL).
+                masks = None
+                if bitmask is not None:
+                    masks = self._mask_pool.submit(allowed_tokens, matchers, live, bitmask, self.logits_vocab)
                 out = self.hf_model(
                     input_ids=step_input.to(self.device),
                     attention_mask=attention.to(self.device),
@@ -260,17 +272,12 @@ class TransformersBackend(Backend):
                 )
                 past = out.past_key_values
                 logits = out.logits[:, -1, :].float().cpu()
-                constrained = [(matchers[i], i) for i in live if matchers[i] is not None]
-                if constrained:
-                    if bitmask is None:
-                        mask_vocab = self._compiler.mask_vocab_size(logits.shape[1])
-                        bitmask = torch.full((size, (mask_vocab + 31) // 32), -1, dtype=torch.int32)
-                    bitmask.fill_(-1)
-                    type(constrained[0][0]).fill_batch(constrained[0][0], constrained, bitmask)
-                    allowed = unpack_bitmask(bitmask[live], logits.shape[1])
+                allowed = masks.result() if masks is not None else None
+                if allowed is not None:
                     logits.masked_fill_(~allowed, float("-inf"))
                     for j in (~allowed.any(dim=1)).nonzero().flatten().tolist():
-                        finish[live[j]], errors[live[j]] = "invalid", "the grammar allows no next token"
+                        if matchers[live[j]] is not None:
+                            finish[live[j]], errors[live[j]] = "invalid", "the grammar allows no next token"
                 tokens = _sample(
                     logits, temperatures[live], top_ps[live], [generators[i] for i in live], [finish[i] is None for i in live]
                 )
