@@ -41,6 +41,11 @@ class _Job:
     error: str | None = None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets connections when clients send 64 at once
+
+
 class OpenAITestServer:
     """Serve `backend` as model `model_name` on a free port of 127.0.0.1; use as a context manager."""
 
@@ -68,8 +73,7 @@ class OpenAITestServer:
         self._lock = threading.Lock()
         self._jobs: queue.Queue[_Job] = queue.Queue()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), _handler_for(self))
         self._threads = [
             threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="openai-test-http", daemon=True),
             threading.Thread(target=self._batch_loop, name="openai-test-batcher", daemon=True),
