@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +111,6 @@ class TransformersBackend(Backend):
         self.eos_ids = self._eos_ids()
         head = self.hf_model.get_output_embeddings()
         self.logits_vocab = head.weight.shape[0] if head is not None else self.hf_model.config.vocab_size
-        self._mask_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imaginarium-masks")
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._compiler: ConstraintCompiler | None = None
         self._compiled: dict[str, CompiledConstraint | Exception] = {}
@@ -257,11 +255,6 @@ class TransformersBackend(Backend):
         step_input = input_ids
         with torch.inference_mode():
             while True:
-                # The next token's mask depends only on the tokens so far: compute it on the
-                # mask thread while the model runs (both release the GIL).
-                masks = None
-                if bitmask is not None:
-                    masks = self._mask_pool.submit(allowed_tokens, matchers, live, bitmask, self.logits_vocab)
                 out = self.hf_model(
                     input_ids=step_input.to(self.device),
                     attention_mask=attention.to(self.device),
@@ -272,25 +265,19 @@ class TransformersBackend(Backend):
                 )
                 past = out.past_key_values
                 logits = out.logits[:, -1, :].float().cpu()
-                allowed = masks.result() if masks is not None else None
-                if allowed is not None:
-                    logits.masked_fill_(~allowed, float("-inf"))
-                    for j in (~allowed.any(dim=1)).nonzero().flatten().tolist():
-                        if matchers[live[j]] is not None:
-                            finish[live[j]], errors[live[j]] = "invalid", "the grammar allows no next token"
-                tokens = _sample(
-                    logits, temperatures[live], top_ps[live], [generators[i] for i in live], [finish[i] is None for i in live]
-                )
+                if bitmask is not None:
+                    self._mask(logits, live, matchers, bitmask, finish, errors)
+                tokens = _sample(logits, temperatures[live], top_ps[live], [generators[i] for i in live])
                 for i, token in zip(live, tokens):
                     if finish[i] is not None:
                         continue
                     row = rows[i]
-                    if token in self.eos_ids:
+                    if token in self.eos_ids:  # the mask allowed it: the grammar is complete
                         finish[i] = "stop"
                         continue
                     row.tokens.append(token)
                     if matchers[i] is not None and not matchers[i].advance(token):
-                        finish[i], errors[i] = "invalid", "the grammar rejected a sampled token"
+                        finish[i], errors[i] = "invalid", f"the grammar rejected token {token} from its own mask"
                     elif row.request.stop and (cut := self._stop_cut(row)) is not None:
                         finish[i], texts[i] = "stop", cut
                     elif len(row.tokens) >= row.request.max_tokens:
@@ -307,6 +294,24 @@ class TransformersBackend(Backend):
                 attention = torch.cat([attention, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
                 positions = positions[:, -1:] + 1
         return [self._completion(row, finish[i], texts[i], errors[i]) for i, row in enumerate(rows)]
+
+    def _mask(self, logits, live, matchers, bitmask, finish, errors) -> None:
+        """Set the logits of the tokens each constrained row's grammar forbids to -inf.
+
+        The rows' matchers write into one shared bitmask, applied to all rows with one tensor
+        op (Outlines' processors fill and apply row by row: 1.6x slower than unconstrained).
+        """
+        positions = [j for j, i in enumerate(live) if matchers[i] is not None]
+        rows = [live[j] for j in positions]
+        allowed = allowed_tokens(matchers, rows, bitmask, self.logits_vocab)
+        if len(rows) == len(live):
+            logits.masked_fill_(~allowed, float("-inf"))
+        else:
+            logits[positions] = logits[positions].masked_fill(~allowed, float("-inf"))
+        possible = allowed.any(dim=1)
+        if not bool(possible.all()):
+            for k in (~possible).nonzero().flatten().tolist():
+                finish[rows[k]], errors[rows[k]] = "invalid", "the grammar allows no next token"
 
     def _stop_cut(self, row: _Row) -> str | None:
         """The text before the first stop string, once one has been generated."""
@@ -335,7 +340,7 @@ class TransformersBackend(Backend):
         )
 
 
-def _sample(logits, temperatures, top_ps, generators, active: list[bool]) -> list[int]:
+def _sample(logits, temperatures, top_ps, generators) -> list[int]:
     """Sample one token per row: temperature, nucleus (top_p), each row with its own RNG.
 
     Uniform draws come from the rows' generators; the inverse-CDF lookup is one batched op.
@@ -353,7 +358,7 @@ def _sample(logits, temperatures, top_ps, generators, active: list[bool]) -> lis
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(1, order, sorted_probs)
     cdf = probs.cumsum(-1)
-    draws = torch.tensor([torch.rand(1, generator=g).item() if a else 0.5 for g, a in zip(generators, active)])
+    draws = torch.tensor([torch.rand(1, generator=g).item() for g in generators])
     tokens = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(1)).squeeze(1).clamp(max=logits.shape[1] - 1)
     tokens = torch.where(greedy, logits.argmax(dim=-1), tokens)
     return tokens.tolist()
