@@ -141,6 +141,19 @@ def test_tools_go_to_the_template_with_tool_choice_none_and_raw_prompts_use_comp
     assert any(request.tools == tools for request in scripted.seen)
 
 
+def test_make_backend_builds_the_openai_backend():
+    from imaginarium.generators.backends import make_backend
+
+    with OpenAITestServer(ScriptedBackend(default=("yes", "stop"))) as server:
+        backend = make_backend("openai", "tiny", base_url=server.base_url, flavor="vllm", revision="r1")
+        assert isinstance(backend, OpenAIBackend)
+        assert backend.describe() == {
+            "backend": "openai", "model": "tiny", "revision": "r1", "base_url": server.base_url, "flavor": "vllm",
+        }
+        assert backend.generate([chat(Constraint.choice(["yes", "no"]))])[0].value == "yes"
+    assert server.requests[0]["body"]["model"] == "tiny"  # a served model name, not resolved to a path
+
+
 # ------------------------------------------------------------ judging the output
 
 
