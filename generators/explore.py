@@ -178,7 +178,7 @@ class Explorer:
         for step in trial.steps:
             if step["action"] == "call":
                 call = {"name": step["call"]["name"], "arguments": json.loads(step["call"]["arguments"])}
-                messages.append({"role": "assistant", "content": json.dumps({"thought": step["thought"], "call": call})})
+                messages.append({"role": "assistant", "content": json.dumps({"thought": step["thought"], "call": call}, ensure_ascii=False)})
                 content = (
                     self.prompts.render("withheld") if step["observation"] is None
                     else json.loads(step["observation"])["content"]
@@ -186,7 +186,7 @@ class Explorer:
                 messages.append({"role": "tool", "name": call["name"], "content": content})
             elif step["action"] == "final_answer":
                 messages.append({"role": "assistant", "content": json.dumps(
-                    {"thought": step["thought"], "final_answer": trial.final_answer})})
+                    {"thought": step["thought"], "final_answer": trial.final_answer}, ensure_ascii=False)})
             else:  # an output that did not parse: the model sees its error
                 messages.append({"role": "assistant", "content": step["thought"] or ""})
                 messages.append({"role": "user", "content": f"That was not a valid step: {step['parse_error']}"})
