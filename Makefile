@@ -22,16 +22,11 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-QS := out/quickstart
+# The offline quickstart (recipes/quickstart.yaml): import the bundled example toolset and its
+# response cache, then explore it with the embedded tiny model on CPU.
 quickstart: install
-	$(VENV)/bin/imaginarium tools import recipes/example_toolset/python_tools.json recipes/example_toolset/openapi.yaml -o $(QS)/tools.jsonl
-	$(VENV)/bin/imaginarium tools validate $(QS)/tools.jsonl
-	$(VENV)/bin/imaginarium tools show $(QS)/tools.jsonl
-	$(VENV)/bin/imaginarium cache import recipes/example_toolset/cache.jsonl --into $(QS)/cache.sqlite
-	$(VENV)/bin/imaginarium cache stats $(QS)/cache.sqlite
-	$(VENV)/bin/imaginarium tools call $(QS)/tools.jsonl add_date '{"date": "2024-02-27", "days": 3}'
-	$(VENV)/bin/imaginarium tools call $(QS)/tools.jsonl get_current_weather '{"city": "Oslo"}' --cache $(QS)/cache.sqlite
-	$(VENV)/bin/imaginarium tools call $(QS)/tools.jsonl get_exchange_rate '{"base": "EUR", "quote": "USD"}' --cache $(QS)/cache.sqlite
+	$(VENV)/bin/imaginarium run recipes/quickstart.yaml -o out/quickstart
+	$(VENV)/bin/imaginarium cache stats out/quickstart/cache.sqlite
 
 test: install
 	$(VENV)/bin/python -m pytest -q

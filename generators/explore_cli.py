@@ -29,6 +29,11 @@ def explore(
     parallel_episodes: int = 1,
     distractors: int = 0,
     temperature: float = 1.0,
+    max_query_chars: int = 200,
+    max_thought_chars: int = 160,
+    max_answer_chars: int = 300,
+    max_argument_chars: int = 64,
+    max_tokens: int = 512,
     no_exec: bool = False,
     no_stm: bool = False,
     no_ltm: bool = False,
@@ -48,7 +53,8 @@ def explore(
     chosen = select_apis(specs, apis, apis_file, tools)
     config = ExploreConfig(
         episodes=episodes, stm_slots=stm_slots, max_turns=max_turns, seed=seed, parallel_episodes=parallel_episodes,
-        temperature=temperature, no_exec=no_exec, no_stm=no_stm, no_ltm=no_ltm, no_reflection=no_reflection,
+        temperature=temperature, max_query_chars=max_query_chars, max_thought_chars=max_thought_chars,
+        max_answer_chars=max_answer_chars, max_argument_chars=max_argument_chars, max_tokens=max_tokens, no_exec=no_exec, no_stm=no_stm, no_ltm=no_ltm, no_reflection=no_reflection,
         distractors=nearest_tools(specs, chosen, distractors) if distractors else {},
     )
     options = dict(backend_options or {})
@@ -141,6 +147,12 @@ def nearest_tools(specs, apis: list[str], k: int) -> dict[str, list[str]]:
 @click.option("--distractors", type=int, default=0, show_default=True,
               help="Also show the K tools with the nearest descriptions (embeddings) as distractors.")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--max-query-chars", type=int, default=200, show_default=True, help="Longest imagined query.")
+@click.option("--max-thought-chars", type=int, default=160, show_default=True, help="Longest thought before a step.")
+@click.option("--max-answer-chars", type=int, default=300, show_default=True, help="Longest final answer.")
+@click.option("--max-argument-chars", type=int, default=64, show_default=True,
+              help="Longest free-text argument value (constrained decoders need a bound to terminate).")
+@click.option("--max-tokens", type=int, default=512, show_default=True, help="Token budget of one generation step.")
 @click.option("--no-exec", is_flag=True, help="Ablation: withhold execution feedback.")
 @click.option("--no-stm", is_flag=True, help="Ablation: one trial per episode (no short-term memory).")
 @click.option("--no-ltm", is_flag=True, help="Ablation: no long-term memory in the imagination prompt.")

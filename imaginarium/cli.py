@@ -23,6 +23,7 @@ COMMANDS = {
     "predict": "imaginarium.evaluation.cli:predict_command",
     "tools": "imaginarium.schemas.cli:tools",
     "explore": "imaginarium.generators.explore_cli:explore_command",
+    "run": "imaginarium.recipes.cli:run_command",
     "cache": "imaginarium.executor.cli:cache",
     "model": "imaginarium.generators.cli:model",
     "generate": "imaginarium.generators.cli:generate",

@@ -1,0 +1,65 @@
+"""The recipe runner: stages chained by name, unchanged stages skipped, bad recipes refused."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imaginarium.errors import InputError
+from imaginarium.recipes.runner import find_recipe, run_recipe
+from imaginarium.stage import read_manifest, read_rows
+
+TOOLSET = Path(__file__).resolve().parents[1] / "recipes" / "example_toolset"
+
+
+def write_recipe(tmp_path, stages, **top):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", **top, "stages": stages}))
+    return path
+
+
+def small_recipe(tmp_path, tiny_model):
+    return write_recipe(tmp_path, [
+        {"name": "tools", "uses": "tools", "with": {"sources": [str(TOOLSET / "python_tools.json")]}},
+        {"name": "cache", "uses": "cache", "with": {"source": str(TOOLSET / "cache.jsonl")}},
+        {"name": "explore", "uses": "explore", "with": {
+            "tools": "@tools", "cache": "@cache", "apis": "add_date,calculator", "episodes": 1, "stm_slots": 1,
+            "max_turns": 1, "max_query_chars": 16, "max_thought_chars": 8, "max_answer_chars": 16,
+            "max_argument_chars": 8, "max_tokens": 64}},
+    ], generation={"backend": "transformers", "model": str(tiny_model), "seed": 3})
+
+
+def test_recipe_chains_stages_and_skips_unchanged_ones(tmp_path, tiny_model):
+    recipe = small_recipe(tmp_path, tiny_model)
+    messages = []
+    outputs = run_recipe(recipe, tmp_path / "run", progress=False, echo=messages.append)
+    assert set(outputs) == {"tools", "cache", "explore"}
+    manifest = read_manifest(tmp_path / "run" / "explore")
+    assert manifest["config"]["explore"]["seed"] == 3  # the recipe's generation defaults reach the stage
+    assert sorted({r["api"] for r in read_rows(tmp_path / "run" / "explore")}) == ["add_date", "calculator"]
+    assert (tmp_path / "run" / "recipe.yaml").read_text() == recipe.read_text()
+    assert not any("skipped" in m for m in messages)
+
+    messages.clear()
+    run_recipe(recipe, tmp_path / "run", progress=False, echo=messages.append)
+    assert "[explore] unchanged inputs and settings: skipped" in messages
+    assert read_manifest(tmp_path / "run" / "explore")["created_at"] == manifest["created_at"]
+
+
+@pytest.mark.parametrize("stages, message", [
+    ([{"name": "x", "uses": "teleport"}], "unknown stage kind 'teleport'"),
+    ([{"name": "x", "uses": "explore", "with": {"tools": "@nothing"}}], "@nothing is not an earlier stage"),
+    ([{"name": "x", "uses": "tools", "with": {"sources": ["a.json"], "colour": "red"}}], "unknown parameter(s) colour"),
+    ([{"name": "x", "uses": "tools"}, {"name": "x", "uses": "tools"}], "duplicate stage name 'x'"),
+    ([{"uses": "tools"}], "each stage needs `name` and `uses`"),
+])
+def test_bad_recipes_are_refused_with_the_stage_named(tmp_path, stages, message):
+    with pytest.raises(InputError) as error:
+        run_recipe(write_recipe(tmp_path, stages), tmp_path / "run", echo=lambda _: None)
+    assert message in str(error.value) and "recipe.yaml" in str(error.value)
+
+
+def test_packaged_recipes_are_found_by_name():
+    assert find_recipe("quickstart").name == "quickstart.yaml"
+    with pytest.raises(InputError, match="packaged: .*quickstart"):
+        find_recipe("no-such-recipe")
