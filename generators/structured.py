@@ -104,7 +104,8 @@ class ConstraintCompiler:
 
     JSON Schemas are first made enforceable (`imaginarium.schemas.constraints.enforceable`:
     bounded free strings, closed objects), so a small model cannot ramble forever inside a
-    string or invent keys; results are still validated against the caller's original schema.
+    string or invent keys, and free numbers get bounds (`bounded_numbers`) where the engine
+    enforces them; results are still validated against the caller's original schema.
     JSON is decoded without free whitespace (llguidance, xgrammar; outlines_core's default
     already allows at most one space), which saves tokens and stops whitespace loops.
     """
@@ -142,6 +143,8 @@ class ConstraintCompiler:
         from imaginarium.schemas.constraints import enforceable
 
         schema = enforceable(schema)
+        if self.backend_name != "outlines_core":  # it does not enforce numeric bounds anyway
+            schema = bounded_numbers(schema)
         if self.backend_name == "xgrammar":
             compiled = self.backend.grammar_compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
             return lambda: _XGrammarMatcher(compiled)
@@ -159,6 +162,33 @@ class ConstraintCompiler:
             template = LLMatcher(processor.llg_tokenizer, processor.grammar)
             return lambda: _LLGuidanceMatcher(template.deep_copy())  # 1 us instead of 200 us
         return lambda: _XGrammarMatcher(processor.compiled_grammar)
+
+
+NUMBER_LIMIT = 1e15
+_DATA_KEYWORDS = {"enum", "const", "default", "examples"}
+
+
+def bounded_numbers(schema: Any, limit: float = NUMBER_LIMIT) -> Any:
+    """A copy of `schema` whose unbounded `number`s are kept within +-`limit`.
+
+    A JSON grammar allows any exponent, and a small model happily writes 5e-77752170793014479 or
+    2E+5541740211: valid JSON text, but out of float range, so the shared check rejects it (no
+    tool can take it). Bounding the number makes the engine write plain decimals instead. The
+    bound is moderate because llguidance cannot compile float ranges near 1e100 and beyond.
+    Like `enforceable`, this only removes values: whatever it accepts, `schema` accepts.
+    """
+    if isinstance(schema, list):
+        return [bounded_numbers(item, limit) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: value if key in _DATA_KEYWORDS else bounded_numbers(value, limit) for key, value in schema.items()}
+    types = schema.get("type")
+    if types == "number" or (isinstance(types, list) and "number" in types):
+        if "minimum" not in schema and "exclusiveMinimum" not in schema:
+            result["minimum"] = -limit
+        if "maximum" not in schema and "exclusiveMaximum" not in schema:
+            result["maximum"] = limit
+    return result
 
 
 def _check_llguidance_grammar(tokenizer, grammar) -> None:

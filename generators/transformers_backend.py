@@ -9,7 +9,8 @@ Why our own decoding loop instead of `model.generate` with Outlines' logits proc
 
 Requests are expanded into `n` rows, sorted by constraint and prompt length (similar rows
 finish together), and decoded in batches of `batch_size` with left padding and a KV cache.
-Every constrained result is validated (jsonschema, re.fullmatch, membership): `value` is set
+Every constrained result is validated by the shared `validate_completion` (jsonschema, full
+regex match, exact choice), the check all backends agree on: `value` is set
 only when it is valid; an invalid one is retried with a fresh seed up to `max_retries` times,
 then reported as finish_reason=invalid. A result cut by max_tokens is `length`, never valid.
 """
@@ -17,14 +18,13 @@ then reported as finish_reason=invalid. A result cut by max_tokens is `length`, 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
+from imaginarium.generators.constraint_check import validate_completion
 from imaginarium.generators.defaults import DEFAULT_STRUCTURED_BACKEND
 from imaginarium.generators.structured import CompiledConstraint, ConstraintCompiler, RowMatcher, allowed_tokens
 from imaginarium.jsonutil import content_hash
@@ -43,23 +43,6 @@ def row_seed(seed: int | None, sample_index: int, attempt: int) -> int:
         return secrets.randbits(63)
     digest = hashlib.sha256(f"{seed}/{sample_index}/{attempt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-def check_value(constraint: Constraint, text: str, validator: Any = None) -> tuple[Any, str | None]:
-    """(value, None) when `text` satisfies `constraint`, else (None, why not)."""
-    if constraint.kind == "json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return None, f"not JSON: {exc}"
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-        if errors:
-            path = "/".join(str(p) for p in errors[0].absolute_path)
-            return None, f"schema violation at /{path}: {errors[0].message}"
-        return value, None
-    if constraint.kind == "regex":
-        return (text, None) if re.fullmatch(constraint.value, text) else (None, "does not match the regex")
-    return (text, None) if text in constraint.value else (None, "not one of the choices")
 
 
 @dataclass
@@ -114,7 +97,6 @@ class TransformersBackend(Backend):
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._compiler: ConstraintCompiler | None = None
         self._compiled: dict[str, CompiledConstraint | Exception] = {}
-        self._validators: dict[str, Any] = {}
         self.stats.extra.update({"compile_seconds": 0.0, "constraints_compiled": 0, "constraint_cache_hits": 0})
 
     def describe(self) -> dict[str, Any]:
@@ -157,17 +139,6 @@ class TransformersBackend(Backend):
         if isinstance(result, Exception):
             raise result
         return result
-
-    def _validator(self, constraint: Constraint) -> Any:
-        if constraint.kind != "json":
-            return None
-        key = constraint_key(constraint)
-        if key not in self._validators:
-            from jsonschema.validators import validator_for
-
-            cls = validator_for(constraint.value)
-            self._validators[key] = cls(constraint.value, format_checker=cls.FORMAT_CHECKER)
-        return self._validators[key]
 
     # -- generation ------------------------------------------------------------------------
 
@@ -323,11 +294,12 @@ class TransformersBackend(Backend):
         if text is None:
             text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
         value = None
-        constraint = row.request.constraint
-        if constraint is not None and finish == "stop":
-            value, error = check_value(constraint, text, self._validator(constraint))
-            if error is not None:
-                finish = "invalid"
+        if finish == "length":
+            error = "cut by max_tokens"
+        elif finish == "stop" and row.request.constraint is not None:
+            ok, value, problem = validate_completion(row.request.constraint, text)
+            if not ok:
+                finish, error = "invalid", problem
         return Completion(
             text=text,
             finish_reason=finish,  # type: ignore[arg-type]
