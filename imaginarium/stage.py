@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -250,15 +250,19 @@ class StageWriter:
         extra: Mapping[str, Any] | None = None,
         files: Mapping[str, str | bytes] | None = None,
         sort_by: list[str] | None = None,
+        transform: Callable[[pa.Table], pa.Table] | None = None,
     ) -> dict[str, Any]:
         """Turn the appended chunks into shards, write reports and the manifest.
 
         `counts` adds to the row count (e.g. rows per API); `extra` is stage-specific manifest
         content; `files` are reports written beside the data; `sort_by` makes the row order
-        independent of the order in which units finished (e.g. after a resume).
+        independent of the order in which units finished (e.g. after a resume); `transform`
+        turns the appended rows into the final ones (e.g. a dedupe that needs every row).
         """
         self._require_lock()
         table = self._collect(sort_by)
+        if transform is not None:
+            table = transform(table)
         staging = self.out / f".staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         (staging / DATA_DIR).mkdir(parents=True)
