@@ -38,5 +38,5 @@ def make_backend(name: str, model: str, *, revision: str | None = None, **option
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}", where="backend")
     module_name, class_name = BACKENDS[name].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    resolved = resolve_model(model) if name in ("transformers", "vllm") else model
+    resolved = resolve_model(model) if name == "vllm" else model  # transformers resolves it itself
     return backend_class(resolved, revision=revision, **options)

@@ -75,7 +75,10 @@ class TransformersBackend(Backend):
         dtype: str = "auto",
         num_threads: int | None = None,
     ):
-        super().__init__(str(model), revision)
+        from imaginarium.generators.backends import resolve_model
+
+        super().__init__(str(model), revision)  # `tiny` stays `tiny` in manifests, not a temp path
+        path = resolve_model(self.model)
         if device in (None, "cpu"):
             os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # else the first constrained call compiles ~10 s
         import torch
@@ -87,9 +90,9 @@ class TransformersBackend(Backend):
         self.structured_backend = structured_backend
         self.max_retries = max_retries
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model, revision=revision)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         self.tokenizer.padding_side = "left"
-        self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, revision=revision, dtype=dtype)
+        self.hf_model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
         self.hf_model.to(self.device).eval()
         self.eos_ids = self._eos_ids()
         head = self.hf_model.get_output_embeddings()
@@ -118,7 +121,10 @@ class TransformersBackend(Backend):
     # -- constraints -------------------------------------------------------------------------
 
     def compiled(self, constraint: Constraint) -> CompiledConstraint:
-        """The compiled form of `constraint`, compiled once per process (Outlines has no cache)."""
+        """The compiled form of `constraint`, compiled once per process (Outlines has no cache).
+
+        Raises what compiling raised, then and on every later call for the same constraint.
+        """
         key = constraint_key(constraint)
         if key in self._compiled:
             self.stats.extra["constraint_cache_hits"] += 1
@@ -149,19 +155,21 @@ class TransformersBackend(Backend):
             key = constraint_key(request.constraint)
             rows.extend(_Row(index, k, request, prompt_ids, key) for k in range(request.n))
         results: dict[tuple[int, int], Completion] = {}
-        pending = rows
+        failures = self._compile_all(requests)
+        pending = []
+        for row in rows:
+            if row.key in failures:
+                results[row.request_index, row.sample_index] = Completion(
+                    "", "error", prompt_tokens=len(row.prompt_ids), request_index=row.request_index,
+                    sample_index=row.sample_index, error=f"constraint could not be compiled: {failures[row.key]}",
+                )
+            else:
+                pending.append(row)
         while pending:
-            runnable = []
-            for row in pending:
-                failure = self._compile_failure(row)
-                if failure is not None:
-                    results[row.request_index, row.sample_index] = failure
-                else:
-                    runnable.append(row)
-            runnable.sort(key=lambda r: (r.key, len(r.prompt_ids)))
+            pending.sort(key=lambda r: (r.key, len(r.prompt_ids)))
             retry = []
-            for start in range(0, len(runnable), self.batch_size):
-                batch = runnable[start : start + self.batch_size]
+            for start in range(0, len(pending), self.batch_size):
+                batch = pending[start : start + self.batch_size]
                 for row, completion in zip(batch, self._decode_batch(batch)):
                     if completion.finish_reason == "invalid" and row.attempt < self.max_retries:
                         row.attempt += 1
@@ -172,17 +180,16 @@ class TransformersBackend(Backend):
         self.stats.extra["retries"] = self.stats.extra.get("retries", 0) + sum(r.attempt for r in rows)
         return [results[row.request_index, row.sample_index] for row in rows]
 
-    def _compile_failure(self, row: _Row) -> Completion | None:
-        if row.request.constraint is None:
-            return None
-        try:
-            self.compiled(row.request.constraint)
-        except Exception as exc:
-            return Completion(
-                "", "error", prompt_tokens=len(row.prompt_ids), request_index=row.request_index,
-                sample_index=row.sample_index, error=f"constraint could not be compiled: {exc}",
-            )
-        return None
+    def _compile_all(self, requests: list[GenerationRequest]) -> dict[str, str]:
+        """Compile each distinct constraint of a call (or find it compiled); key -> why it failed."""
+        failures = {}
+        distinct = {constraint_key(r.constraint): r.constraint for r in requests if r.constraint is not None}
+        for key, constraint in distinct.items():
+            try:
+                self.compiled(constraint)
+            except Exception as exc:
+                failures[key] = str(exc)
+        return failures
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
@@ -207,7 +214,7 @@ class TransformersBackend(Backend):
             attention[i, width - len(row.prompt_ids) :] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         matchers: list[RowMatcher | None] = [
-            self.compiled(r.request.constraint).new_matcher() if r.request.constraint else None for r in rows
+            self._compiled[r.key].new_matcher() if r.request.constraint else None for r in rows
         ]
         generators = [torch.Generator().manual_seed(row_seed(r.request.seed, r.sample_index, r.attempt)) for r in rows]
         temperatures = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
