@@ -100,6 +100,12 @@ def generate_results(
 
     if n < 1:
         raise InputError("must be at least 1", where="--n")
+    if backend == "openai" and base_url is None:
+        raise InputError("the openai backend needs the server's address, e.g. http://127.0.0.1:8000/v1", where="--base-url")
+    if backend != "openai" and base_url is not None:
+        raise InputError(f"only the openai backend talks to a server, not {backend}", where="--base-url")
+    if backend != "transformers" and structured_backend is not None:
+        raise InputError(f"only the transformers backend takes it, not {backend}", where="--structured-backend")
     constraint = load_constraint(schema, regex, choice)
     options: dict[str, Any] = {}
     if structured_backend is not None:

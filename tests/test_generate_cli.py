@@ -78,6 +78,9 @@ def test_generate_without_constraint_respects_max_tokens(monkeypatch, capsys, ti
         (["--choice", "a", "--regex", "a"], "at most one of"),
         (["--n", "0"], "--n: must be at least 1"),
         (["--model", "tiny:x"], "seed must be a non-negative integer"),
+        (["--backend", "openai", "--model", "m"], "--base-url: the openai backend needs"),
+        (["--base-url", "http://127.0.0.1:1/v1"], "--base-url: only the openai backend"),
+        (["--backend", "openai", "--base-url", "http://127.0.0.1:1/v1", "--structured-backend", "xgrammar"], "--structured-backend: only"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, args, message):
@@ -94,3 +97,20 @@ def test_bad_schema_file_names_the_file(monkeypatch, capsys, tmp_path):
     assert code == 2 and "bad.json: invalid JSON Schema" in err
     code, _, err = run_cli(monkeypatch, capsys, "generate", "--schema", str(tmp_path / "broken.json"))
     assert code == 2 and "broken.json: not a JSON Schema file" in err
+
+
+def test_generate_through_a_local_openai_compatible_server(monkeypatch, capsys, tiny_model):
+    """`--backend openai` end to end: a real HTTP server on 127.0.0.1 serving the tiny model."""
+    from openai_server import OpenAITestServer
+
+    from imaginarium.generators.transformers_backend import TransformersBackend
+
+    with OpenAITestServer(TransformersBackend(str(tiny_model))) as server:
+        code, out, err = run_cli(
+            monkeypatch, capsys, "generate", "--backend", "openai", "--base-url", server.base_url,
+            "--model", "tiny", "--choice", "red,green,blue", "--n", "3",
+        )
+    assert code == 0, err
+    results = lines(out)
+    assert len(results) == 3
+    assert all(r["finish_reason"] == "stop" and r["value"] in ("red", "green", "blue") for r in results)
