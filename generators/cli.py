@@ -24,7 +24,7 @@ DEFAULT_PROMPT = "Produce one example."
 
 @click.group()
 def model() -> None:
-    """Build or inspect models (the embedded tiny test model)."""
+    """Build models: the embedded tiny test model."""
 
 
 @model.command("tiny")

@@ -19,9 +19,12 @@ Everything is derived from the seed: the same seed gives byte-identical weights 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
+
+from imaginarium.errors import InputError
 
 END_TOKEN = "<|end|>"
 VOCAB_SIZE = 512
@@ -87,7 +90,8 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a directory", where=str(out))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=_train_tokenizer(),
         bos_token=END_TOKEN,
@@ -120,8 +124,17 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     model.generation_config.pad_token_id = end_id
     model.generation_config.eos_token_id = end_id
     model.generation_config.bos_token_id = end_id
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    # Written beside the target, then moved in: an interrupted build leaves no half-written model.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        out.mkdir(exist_ok=True)
+        for path in sorted(staging.iterdir()):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -64,3 +64,19 @@ def test_chat_template_renders_tools_tool_calls_and_tool_messages(tiny_model):
 def test_tiny_model_path_builds_once_per_process():
     assert tiny_model_path(0) == tiny_model_path(0)
     assert (tiny_model_path(0) / "config.json").exists()
+
+
+def test_output_path_that_is_a_file_is_an_input_error(tmp_path):
+    import pytest
+
+    from imaginarium.errors import InputError
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        build_tiny_model(tmp_path / "f")
+
+
+def test_build_leaves_only_the_model_files(tmp_path):
+    build_tiny_model(tmp_path / "m", seed=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in (tmp_path / "m").iterdir()}
