@@ -48,6 +48,8 @@ KINDS = {
     "tools": StageKind("imaginarium.schemas.importers:import_tools", "output", "tools.jsonl", ("sources",)),
     "cache": StageKind("imaginarium.executor.cache:import_cache", "into", "cache.sqlite", ("source",)),
     "explore": StageKind("imaginarium.generators.explore_cli:explore", "out", None, ("tools", "cache", "templates", "apis_file")),
+    "filter": StageKind("imaginarium.filters.cli:filter_stage", "out", None, ("trials",)),
+    "augment": StageKind("imaginarium.filters.cli:augment", "out", None, ("trials", "templates")),
 }
 
 GENERATION_KEYS = ("backend", "model", "revision", "structured_backend", "seed", "temperature")

@@ -1,0 +1,174 @@
+"""The filter stage: keep the trials worth training on, and say why each other one went.
+
+Steps, in order (each one sees only what the previous kept):
+1. `final_answer`: the trial finished with a final answer;
+2. `executed`: at least one call executed without error (whether a simulated response counts
+   is a setting: `simulated_ok`);
+3. `judge`: an LLM judge says yes on the required aspects (informative, faithful, appropriate;
+   by default all three);
+4. `dedupe`: exact and semantic duplicates of another kept query of the same API are dropped
+   (the kept row of a cluster: a successful trial first, then the earliest trial id).
+
+Every dropped row keeps its reason (in `dropped.parquet` beside the data); the funnel (rows in
+and out per step, overall and per API) is written as `funnel.json` and printed.
+
+The judge is the slow part: trials are judged in batches, each batch appended durably, so an
+interrupted run resumes without judging a trial twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from imaginarium.filters.judge import ASPECTS, Judge
+from imaginarium.schemas.records import arrow_schema
+from imaginarium.stage import StageWriter
+
+STEPS = ("final_answer", "executed", "judge", "dedupe")
+_DROPPED_SCHEMA = pa.schema([("trial_id", pa.string()), ("api", pa.string()), ("step", pa.string()),
+                             ("reason", pa.string())])
+
+
+@dataclass
+class FilterConfig:
+    """What the filter keeps (part of the stage fingerprint)."""
+
+    simulated_ok: bool = True
+    judge: bool = True
+    require: list[str] = field(default_factory=lambda: list(ASPECTS))
+    dedupe: bool = True
+    semantic: bool = True
+    threshold: float | None = None  # None: the dedupe module's default
+    embedding_model: str | None = None
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.require) - set(ASPECTS))
+        if unknown:
+            raise ValueError(f"unknown judge aspect(s) {', '.join(unknown)}; known: {', '.join(ASPECTS)}")
+
+
+def execution_problem(trial: dict[str, Any], simulated_ok: bool) -> str | None:
+    """Why a trial fails the `executed` check, or None when one of its calls ran without error."""
+    calls = [s for s in trial["steps"] if s["action"] == "call"]
+    if not calls:
+        return "made no tool call"
+    observations = [json.loads(s["observation"]) for s in calls if s["observation"]]
+    if not observations:
+        return "no call was executed (observations withheld)"
+    good = [o for o in observations if o["status"] == "ok"]
+    if not good:
+        kinds = Counter(o.get("error_kind") or "error" for o in observations)
+        return "every call failed (" + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) + ")"
+    if not simulated_ok and all(o["source"] == "simulated" for o in good):
+        return "only simulated responses succeeded"
+    return None
+
+
+def judge_problem(verdict: dict[str, Any] | None, require: list[str]) -> str | None:
+    """Why the judge's verdict fails, or None when every required aspect is yes."""
+    if verdict is None:
+        return "the judge gave no valid verdict"
+    failed = [a for a in require if verdict[a]["verdict"] != "yes"]
+    if not failed:
+        return None
+    return "; ".join(f"not {a}: {verdict[a]['reason']}" for a in failed)
+
+
+def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: FilterConfig,
+                  judge: Judge | None, dedupe: Callable | None) -> dict[str, Any]:
+    """Run the filter steps into `writer` (resuming its finished batches); returns the manifest.
+
+    `dedupe(rows) -> (kept_rows, [(dropped_row, reason), ...])` runs last, over every survivor.
+    """
+    done = writer.finished_units()
+    pending = [t for t in trials if t["trial_id"] not in done]
+    for start in range(0, len(pending), config.batch_size):
+        batch = pending[start: start + config.batch_size]
+        writer.append(_checked(batch, config, judge), units=[t["trial_id"] for t in batch])
+
+    rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["episode"], r["slot"], r["trial_id"]))
+    dropped = [(r, json.loads(r["scores"])["dropped"]) for r in rows if "dropped" in json.loads(r["scores"])]
+    survivors = [r for r in rows if "dropped" not in json.loads(r["scores"])]
+    if dedupe is not None and survivors:
+        survivors, duplicates = dedupe(survivors)
+        dropped += [(r, {"step": "dedupe", "reason": reason}) for r, reason in duplicates]
+    funnel = _funnel(trials, dropped, config)
+    kept = pa.Table.from_pylist(survivors, schema=arrow_schema("episode_trial"))
+    dropped_table = pa.Table.from_pylist(
+        [{"trial_id": r["trial_id"], "api": r["api"], "step": d["step"], "reason": d["reason"]} for r, d in dropped],
+        schema=_DROPPED_SCHEMA)
+    sources = Counter(json.loads(s["observation"])["source"] for r in survivors for s in r["steps"]
+                      if s["action"] == "call" and s["observation"] and json.loads(s["observation"])["source"])
+    extra = {"funnel": funnel, "response_sources": dict(sorted(sources.items()))}
+    if judge is not None:
+        extra["judge_model"] = judge.backend.model
+    return writer.finish(
+        transform=lambda _: kept,
+        files={"funnel.json": json.dumps(funnel, indent=2) + "\n", "dropped.parquet": _parquet_bytes(dropped_table)},
+        counts={"kept": len(survivors), "dropped": len(dropped),
+                "per_api": {api: v["kept"] for api, v in funnel["per_api"].items()}},
+        extra=extra,
+    )
+
+
+def _checked(batch: list[dict[str, Any]], config: FilterConfig, judge: Judge | None) -> list[dict[str, Any]]:
+    """The trials with their verdicts in `scores`, the first failed step under `dropped`."""
+    scores: list[dict[str, Any]] = []
+    for trial in batch:
+        if trial["final_answer"] is None:
+            scores.append({"dropped": {"step": "final_answer", "reason": "no final answer"}})
+        elif (problem := execution_problem(trial, config.simulated_ok)) is not None:
+            scores.append({"dropped": {"step": "executed", "reason": problem}})
+        else:
+            scores.append({})
+    if judge is not None:
+        to_judge = [i for i, s in enumerate(scores) if not s]
+        verdicts = judge.judge([batch[i] for i in to_judge]) if to_judge else []
+        for i, verdict in zip(to_judge, verdicts):
+            scores[i]["judge"] = verdict
+            if (problem := judge_problem(verdict, config.require)) is not None:
+                scores[i]["dropped"] = {"step": "judge", "reason": problem}
+    return [dict(t, scores=json.dumps(s, ensure_ascii=False)) for t, s in zip(batch, scores)]
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _funnel(trials, dropped, config: FilterConfig) -> dict[str, Any]:
+    by_step: dict[str, Counter] = defaultdict(Counter)
+    per_api_drops: dict[str, Counter] = defaultdict(Counter)
+    for row, drop in dropped:
+        by_step[drop["step"]][_reason_class(drop["reason"])] += 1
+        per_api_drops[row["api"]][drop["step"]] += 1
+    active = [s for s in STEPS if (s != "judge" or config.judge) and (s != "dedupe" or config.dedupe)]
+    steps, remaining = [], len(trials)
+    for step in active:
+        lost = sum(by_step[step].values())
+        remaining -= lost
+        steps.append({"name": step, "kept": remaining, "dropped": dict(by_step[step])})
+    per_api = {}
+    for api, n in sorted(Counter(t["api"] for t in trials).items()):
+        left, api_steps = n, {}
+        for step in active:
+            left -= per_api_drops[api][step]
+            api_steps[step] = left
+        per_api[api] = {"input": n, "kept": left, "after": api_steps}
+    return {"input": len(trials), "steps": steps, "per_api": per_api}
+
+
+def _reason_class(reason: str) -> str:
+    """Reasons are grouped in the funnel by their general form (judge reasons by failed aspect)."""
+    if reason.startswith("not "):
+        return ", ".join(sorted({part.split(":")[0] for part in reason.split("; ")}))
+    return reason.split(" (")[0]

@@ -1,0 +1,127 @@
+"""The augment stage: paraphrase kept queries up to a target per API, then dedupe again.
+
+As in STE: with `kept` seed queries for an API and a target of `target` rows, each seed gets
+`min(round(target / kept) - 1, max_paraphrases)` paraphrases. A paraphrase is a new row that
+copies its seed's calls, observations and answer, with `paraphrase_of` set to the seed query
+and trial id `<seed trial id>/p<k>`. Afterwards seeds and paraphrases go through exact and
+semantic dedupe together, so paraphrases differ from each other and from their seed (a seed is
+always preferred over its paraphrases).
+
+All seeds' requests go to the backend together, in batches; each batch is appended durably
+(unit = seed trial id), so an interrupted run resumes without paraphrasing a seed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
+from imaginarium.generators.prompts import Prompts
+from imaginarium.schemas.records import arrow_schema
+from imaginarium.stage import StageWriter
+
+
+@dataclass
+class AugmentConfig:
+    """How many paraphrases and how long (part of the stage fingerprint)."""
+
+    target_per_api: int = 150
+    max_paraphrases: int = 6
+    max_query_chars: int = 200
+    temperature: float = 0.9
+    seed: int = 0
+    batch_size: int = 64
+    max_tokens: int = 1024
+
+
+def paraphrase_count(target: int, kept: int, max_paraphrases: int) -> int:
+    """Paraphrases per seed query, as the STE paper computes them."""
+    if kept <= 0:
+        return 0
+    return max(0, min(round(target / kept) - 1, max_paraphrases))
+
+
+def paraphrase_schema(count: int, max_chars: int) -> dict[str, Any]:
+    item = {"type": "string", "minLength": 8, "maxLength": max_chars}
+    return {"type": "object", "properties": {"paraphrases": {"type": "array", "items": item, "minItems": count,
+                                                             "maxItems": count}},
+            "required": ["paraphrases"], "additionalProperties": False}
+
+
+class Paraphraser:
+    """Builds paraphrase requests and turns completions into paraphrase rows."""
+
+    def __init__(self, backend: Backend, config: AugmentConfig, templates: str | None = None):
+        self.backend = backend
+        self.config = config
+        self.prompts = Prompts("paraphrase", templates)
+
+    def request(self, seed: dict[str, Any], count: int) -> GenerationRequest:
+        prompt = self.prompts.render("request", query=seed["query"], count=count)
+        digest = hashlib.sha256(f"{self.config.seed}/{seed['trial_id']}".encode()).hexdigest()
+        return GenerationRequest(
+            messages=[{"role": "user", "content": prompt}],
+            constraint=Constraint.json(paraphrase_schema(count, self.config.max_query_chars)),
+            max_tokens=self.config.max_tokens, temperature=self.config.temperature, seed=int(digest[:8], 16),
+        )
+
+    def rows(self, seeds: list[dict[str, Any]], counts: list[int]) -> list[dict[str, Any]]:
+        """Seeds followed by their paraphrases (a seed whose request failed keeps none)."""
+        asked = [(s, n) for s, n in zip(seeds, counts) if n > 0]
+        completions = self.backend.generate([self.request(s, n) for s, n in asked]) if asked else []
+        paraphrases: dict[str, list[str]] = {}
+        for (seed, _), completion in zip(asked, completions):
+            if completion.ok:
+                paraphrases[seed["trial_id"]] = [p.strip() for p in completion.value["paraphrases"]]
+        out = []
+        for seed in seeds:
+            out.append(seed)
+            for k, text in enumerate(paraphrases.get(seed["trial_id"], [])):
+                out.append(dict(seed, trial_id=f"{seed['trial_id']}/p{k}", query=text, paraphrase_of=seed["query"]))
+        return out
+
+
+def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser: Paraphraser,
+                   dedupe: Callable | None) -> dict[str, Any]:
+    """Paraphrase every seed (resuming finished batches), dedupe, and finish; returns the manifest."""
+    config = paraphraser.config
+    kept_per_api = Counter(s["api"] for s in seeds)
+    counts = {s["trial_id"]: paraphrase_count(config.target_per_api, kept_per_api[s["api"]], config.max_paraphrases)
+              for s in seeds}
+    done = writer.finished_units()
+    pending = [s for s in seeds if s["trial_id"] not in done]
+    for start in range(0, len(pending), config.batch_size):
+        batch = pending[start: start + config.batch_size]
+        writer.append(paraphraser.rows(batch, [counts[s["trial_id"]] for s in batch]),
+                      units=[s["trial_id"] for s in batch])
+
+    rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["trial_id"]))
+    generated = sum(r["paraphrase_of"] is not None for r in rows)
+    duplicates: list = []
+    if dedupe is not None and rows:
+        rows, duplicates = dedupe(rows)
+    kept = pa.Table.from_pylist(rows, schema=arrow_schema("episode_trial"))
+    per_api = Counter(r["api"] for r in rows)
+    return writer.finish(
+        transform=lambda _: kept,
+        counts={"seeds": len(seeds), "paraphrases_generated": generated,
+                "paraphrases_kept": sum(r["paraphrase_of"] is not None for r in rows),
+                "duplicates_dropped": len(duplicates), "per_api": dict(sorted(per_api.items()))},
+        extra={"paraphrases_per_seed": {api: paraphrase_count(config.target_per_api, n, config.max_paraphrases)
+                                        for api, n in sorted(kept_per_api.items())},
+               "dropped": [{"trial_id": r["trial_id"], "reason": reason} for r, reason in duplicates][:1000]},
+        files=_carried_reports(writer),
+    )
+
+
+def _carried_reports(writer: StageWriter) -> dict[str, str]:
+    """The input's funnel.json travels with the data, so a release built from here can show it."""
+    source = writer.inputs.get("trials")
+    funnel = Path(source) / "funnel.json" if source else None
+    return {"funnel.json": funnel.read_text()} if funnel is not None and funnel.is_file() else {}
