@@ -92,8 +92,7 @@ class _XGrammarMatcher(RowMatcher):
         self.matcher = xgrammar.GrammarMatcher(compiled)
 
     def fill(self, bitmask, row):
-        if not self.matcher.is_terminated():
-            self.matcher.fill_next_token_bitmask(bitmask, row)
+        self.matcher.fill_next_token_bitmask(bitmask, row)
 
     def advance(self, token_id):
         return bool(self.matcher.accept_token(token_id))
@@ -111,12 +110,11 @@ class ConstraintCompiler:
     """
 
     def __init__(self, outlines_model, backend_name: str):
-        if backend_name not in STRUCTURED_BACKENDS:
-            raise ValueError(f"unknown structured backend {backend_name!r}; use one of {', '.join(STRUCTURED_BACKENDS)}")
-        from outlines.backends import _get_backend
+        from outlines.backends import LLGuidanceBackend, OutlinesCoreBackend, XGrammarBackend
 
+        classes = {"llguidance": LLGuidanceBackend, "outlines_core": OutlinesCoreBackend, "xgrammar": XGrammarBackend}
         self.backend_name = backend_name
-        self.backend = _get_backend(backend_name, outlines_model)
+        self.backend = classes[backend_name](outlines_model)
         self.tokenizer_vocab_size = len(outlines_model.hf_tokenizer.get_vocab())  # as Outlines' xgrammar backend
 
     def mask_vocab_size(self, logits_vocab_size: int) -> int:

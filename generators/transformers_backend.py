@@ -23,10 +23,17 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from imaginarium.errors import InputError
 from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
 from imaginarium.generators.constraint_check import validate_completion
 from imaginarium.generators.defaults import DEFAULT_STRUCTURED_BACKEND
-from imaginarium.generators.structured import CompiledConstraint, ConstraintCompiler, RowMatcher, allowed_tokens
+from imaginarium.generators.structured import (
+    STRUCTURED_BACKENDS,
+    CompiledConstraint,
+    ConstraintCompiler,
+    RowMatcher,
+    allowed_tokens,
+)
 from imaginarium.jsonutil import content_hash
 
 
@@ -77,6 +84,8 @@ class TransformersBackend(Backend):
     ):
         from imaginarium.generators.backends import resolve_model
 
+        if structured_backend not in STRUCTURED_BACKENDS:
+            raise InputError(f"unknown {structured_backend!r}; choose one of {', '.join(STRUCTURED_BACKENDS)}", where="structured_backend")
         super().__init__(str(model), revision)  # `tiny` stays `tiny` in manifests, not a temp path
         path = resolve_model(self.model)
         if device in (None, "cpu"):

@@ -281,3 +281,8 @@ def test_bounded_numbers_only_narrows_free_numbers():
 def test_tiny_model_name_is_what_the_manifest_records():
     backend = make_backend("transformers", "tiny")
     assert backend.describe() == {"backend": "transformers", "model": "tiny", "revision": None, "structured_backend": "llguidance"}
+
+
+def test_unknown_structured_backend_is_refused_up_front(tiny_model):
+    with pytest.raises(InputError, match="structured_backend: unknown 'outlines'"):
+        TransformersBackend(str(tiny_model), structured_backend="outlines")
