@@ -286,3 +286,11 @@ def test_tiny_model_name_is_what_the_manifest_records():
 def test_unknown_structured_backend_is_refused_up_front(tiny_model):
     with pytest.raises(InputError, match="structured_backend: unknown 'outlines'"):
         TransformersBackend(str(tiny_model), structured_backend="outlines")
+
+
+def test_tiny_top_p_keeps_only_the_most_likely_token(backend):
+    greedy = backend.generate([GenerationRequest(prompt="The tools", temperature=0, seed=0, max_tokens=10)])[0]
+    nucleus = backend.generate([GenerationRequest(prompt="The tools", temperature=1.0, top_p=1e-6, seed=s, max_tokens=10) for s in (1, 2)])
+    assert nucleus[0].text == nucleus[1].text == greedy.text
+    sampled = backend.generate([GenerationRequest(prompt="The tools", temperature=1.0, top_p=1.0, seed=1, max_tokens=10)])[0]
+    assert sampled.text != greedy.text
