@@ -198,15 +198,16 @@ def _check_llguidance_grammar(tokenizer, grammar) -> None:
         raise ValueError(f"llguidance cannot compile this constraint: {'; '.join(messages)}")
 
 
-def allowed_tokens(matchers: list[RowMatcher | None], rows: list[int], bitmask, vocab_size: int):
-    """bool [len(rows), vocab_size]: the tokens each of `rows` (all constrained) may take next.
+def allowed_tokens(matchers: list[RowMatcher | None], rows: list[int], bitmask, vocab_size: int, device=None):
+    """bool [len(rows), vocab_size] on `device`: the tokens each of `rows` (all constrained) may take next.
 
-    The rows' matchers write into one shared bitmask, unpacked with one tensor op; tokens past
-    the engine's vocabulary (padding in the model's logits) are never allowed.
+    The rows' matchers write into one shared CPU bitmask, which moves to the logits' device as
+    bits and is unpacked there with one tensor op; tokens past the engine's vocabulary (padding
+    in the model's logits) are never allowed.
     """
     for i in rows:  # a few microseconds per row; llguidance's thread pool costs more than it saves here
         matchers[i].fill(bitmask, i)
-    return unpack_bitmask(bitmask[rows], vocab_size)
+    return unpack_bitmask(bitmask[rows].to(device), vocab_size)
 
 
 def unpack_bitmask(bitmask, vocab_size: int):

@@ -226,8 +226,9 @@ class TransformersBackend(Backend):
             self._compiled[r.key].new_matcher() if r.request.constraint else None for r in rows
         ]
         generators = [torch.Generator().manual_seed(row_seed(r.request.seed, r.sample_index, r.attempt)) for r in rows]
-        temperatures = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
-        top_ps = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
+        # Logits stay on the model's device; only the bitmask (1 bit per token) and draws travel.
+        temperatures = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32, device=self.device)
+        top_ps = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32, device=self.device)
         finish: list[str | None] = [None] * size
         errors: list[str | None] = [None] * size
         texts: list[str | None] = [None] * size
@@ -251,7 +252,7 @@ class TransformersBackend(Backend):
                     logits_to_keep=1,
                 )
                 past = out.past_key_values
-                logits = out.logits[:, -1, :].float().cpu()
+                logits = out.logits[:, -1, :].float()
                 if bitmask is not None:
                     self._mask(logits, live, matchers, bitmask, finish, errors)
                 tokens = _sample(logits, temperatures[live], top_ps[live], [generators[i] for i in live])
@@ -290,7 +291,7 @@ class TransformersBackend(Backend):
         """
         positions = [j for j, i in enumerate(live) if matchers[i] is not None]
         rows = [live[j] for j in positions]
-        allowed = allowed_tokens(matchers, rows, bitmask, self.logits_vocab)
+        allowed = allowed_tokens(matchers, rows, bitmask, self.logits_vocab, logits.device)
         if len(rows) == len(live):
             logits.masked_fill_(~allowed, float("-inf"))
         else:
@@ -346,7 +347,7 @@ def _sample(logits, temperatures, top_ps, generators) -> list[int]:
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(1, order, sorted_probs)
     cdf = probs.cumsum(-1)
-    draws = torch.tensor([torch.rand(1, generator=g).item() for g in generators])
+    draws = torch.tensor([torch.rand(1, generator=g).item() for g in generators], device=logits.device)
     tokens = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(1)).squeeze(1).clamp(max=logits.shape[1] - 1)
     tokens = torch.where(greedy, logits.argmax(dim=-1), tokens)
     return tokens.tolist()
