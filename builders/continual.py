@@ -1,0 +1,175 @@
+"""The `build continual` stage: one round of continual learning over batches of tools.
+
+Round N (0-based, as the paper's CL_round_0..3) holds
+- every row whose API is in batch N,
+- for each earlier batch b < N, a seeded sample of round-half-up(replay_ratio * rows of b)
+  rows (the replay that keeps earlier tools from being forgotten),
+- general instruction rows with no tools (e.g. the paper's flan_v2_2k.json), all of them or a
+  seeded sample of `general_count`,
+in that order (trainers shuffle). Rows of APIs in no batch are left out and counted.
+
+Stable samples: the rows of a batch are put in the order of their content hash before the
+sample is drawn with a seed made of `seed` and the batch index (not the round), so the same
+input gives the same sample in every run and every round replays the same rows of a batch.
+
+API names: the batches file lists *source* names (`BART%%Advisory information`), rows carry
+tool names (ToolSpec.name, function-call safe). An entry maps to the tool whose `source_name`
+it is when a tools file is given, else to `safe_name(entry)` (what the importers name a tool),
+which is the entry itself when it is already a safe name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from imaginarium.builders.chat import message
+from imaginarium.builders.sft import carried_extra, carried_files
+from imaginarium.errors import InputError
+from imaginarium.jsonutil import content_hash
+from imaginarium.schemas.records import arrow_schema, validate_rows
+from imaginarium.schemas.toolspec import read_tools, safe_name
+from imaginarium.stage import StageWriter, read_rows
+
+log = logging.getLogger(__name__)
+
+GENERAL_ROLES = ("system", "user", "assistant")
+
+
+def read_batches(path: str | os.PathLike) -> list[list[str]]:
+    """A batches file: a JSON list of batches, each a list of API source names."""
+    batches = _read_json(path)
+    if not isinstance(batches, list) or not all(isinstance(b, list) and all(isinstance(n, str) for n in b) for b in batches):
+        raise InputError("expected a JSON list of batches, each a list of API names", where=str(path))
+    return batches
+
+
+def batch_index(batches: list[list[str]], tools_path: str | os.PathLike | None = None, *, where: str = "") -> dict[str, int]:
+    """Tool name -> the index of its batch (see the module doc for how names are mapped)."""
+    by_source = {tool.source_name: tool.name for tool in read_tools(tools_path)} if tools_path else {}
+    index: dict[str, int] = {}
+    for number, batch in enumerate(batches):
+        for entry in batch:
+            name = by_source.get(entry) or safe_name(entry)
+            if index.get(name, number) != number:
+                raise InputError(f"API {entry!r} is in batch {index[name]} and in batch {number}", where=where)
+            index[name] = number
+    return index
+
+
+def general_rows(path: str | os.PathLike, count: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Chat rows with no tools from a file of `{dialog_history: [{role, content}], response}`."""
+    items = _read_json(path)
+    if not isinstance(items, list):
+        raise InputError("expected a JSON list of {dialog_history, response} objects", where=str(path))
+    rows = []
+    for number, item in enumerate(items):
+        at = f"{path}: item {number}"
+        if not isinstance(item, dict) or not isinstance(item.get("response"), str):
+            raise InputError("field response: expected a string", where=at)
+        history = item.get("dialog_history")
+        if not isinstance(history, list) or not history:
+            raise InputError("field dialog_history: expected a non-empty list of messages", where=at)
+        messages = []
+        for turn, entry in enumerate(history):
+            if not isinstance(entry, dict) or entry.get("role") not in GENERAL_ROLES or not isinstance(entry.get("content"), str):
+                raise InputError(f"field dialog_history/{turn}: expected {{role: {'|'.join(GENERAL_ROLES)}, content: string}}", where=at)
+            messages.append(message(entry["role"], entry["content"]))
+        messages.append(message("assistant", item["response"]))
+        rows.append({"messages": messages, "tools": [], "api": "", "origin_trial": None, "paraphrase_of": None,
+                     "source": "general", "scores": None})
+    if count is None:
+        return rows
+    if not 0 <= count <= len(rows):
+        raise InputError(f"{count} general rows asked, the file has {len(rows)}", where="--general-count")
+    chosen = sorted(random.Random(f"{seed}/general").sample(range(len(rows)), count))
+    return [rows[i] for i in chosen]
+
+
+def replay_count(rows: int, ratio: float) -> int:
+    """How many rows of an earlier batch a round replays: ratio * rows, rounded half up."""
+    return math.floor(rows * ratio + 0.5)
+
+
+def replay_sample(rows: list[dict[str, Any]], ratio: float, seed: int, batch: int) -> list[dict[str, Any]]:
+    """A seeded sample of `rows`, independent of their order and of the round (module doc)."""
+    ordered = sorted(rows, key=content_hash)
+    chosen = random.Random(f"{seed}/batch/{batch}").sample(range(len(ordered)), replay_count(len(ordered), ratio))
+    return [ordered[i] for i in sorted(chosen)]
+
+
+def build_continual(
+    input_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    batches_path: str | os.PathLike,
+    round: int,
+    *,
+    replay_ratio: float = 0.1,
+    general_path: str | os.PathLike | None = None,
+    general_count: int | None = None,
+    tools_path: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Build round `round` from the chat rows in `input_dir` (a `build sft --format chat` output)."""
+    batches = read_batches(batches_path)
+    if not 0 <= round < len(batches):
+        raise InputError(f"round {round} does not exist: {batches_path} has batches 0..{len(batches) - 1}", where="--round")
+    if not 0 <= replay_ratio <= 1:
+        raise InputError("must be between 0 and 1", where="--replay-ratio")
+    inputs = {"rows": input_dir, "batches": batches_path}
+    if general_path:
+        inputs["general"] = general_path
+    if tools_path:
+        inputs["tools"] = tools_path
+    config = {"round": round, "replay_ratio": replay_ratio, "general_count": general_count, "seed": seed,
+              "release_config": f"continual_round_{round}"}
+    writer = StageWriter(Path(out), "build_continual", config, inputs, schema=arrow_schema("sft_row"))
+    if writer.done:
+        return writer.manifest
+
+    rows = read_rows(input_dir)
+    if rows and "messages" not in rows[0]:
+        raise InputError("expected chat rows (made by `build sft --format chat`)", where=str(input_dir))
+    validate_rows("sft_row", rows, where=str(input_dir))
+    index = batch_index(batches, tools_path, where=str(batches_path))
+    by_batch: dict[int, list[dict[str, Any]]] = {}
+    outside: Counter[str] = Counter()
+    for row in rows:
+        if row["api"] in index:
+            by_batch.setdefault(index[row["api"]], []).append(row)
+        else:
+            outside[row["api"]] += 1
+    chosen = list(by_batch.get(round, []))
+    replayed = {}
+    for batch in range(round):
+        sample = replay_sample(by_batch.get(batch, []), replay_ratio, seed, batch)
+        replayed[str(batch)] = len(sample)
+        chosen += sample
+    general = general_rows(general_path, general_count, seed) if general_path else []
+    chosen += general
+
+    counts = {"batch": len(by_batch.get(round, [])), "replay": replayed, "general": len(general),
+              "not_in_batches": sum(outside.values()),
+              "per_api": dict(sorted(Counter(row["api"] for row in chosen).items()))}
+    if outside:
+        log.warning("%d rows of %d APIs in no batch were left out", sum(outside.values()), len(outside))
+    extra = carried_extra(input_dir)
+    extra["release_config"] = config["release_config"]
+    with writer:
+        writer.append(chosen)
+        return writer.finish(counts=counts, extra=extra, files=carried_files(input_dir))
+
+
+def _read_json(path: str | os.PathLike) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such file", where=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg}, line {exc.lineno})", where=str(path)) from None

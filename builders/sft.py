@@ -1,0 +1,140 @@
+"""The `build sft` stage: a stage directory of episode trials -> a stage directory of SFT rows.
+
+Input: episode-trial rows (explore, filter or augment output; augment's `paraphrase_of` and
+`scores` columns are optional and carried over). Output: chat rows (schemas/records/sft_row.json)
+or ReAct rows (builders/react.py), one stage directory, with the filter's funnel carried forward
+and the response sources behind the rows counted for the dataset card.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from imaginarium.builders.chat import DEFAULT_SYSTEM, chat_messages
+from imaginarium.builders.neighbours import ToolMenu
+from imaginarium.builders.react import REACT_SCHEMA, react_examples
+from imaginarium.builders.trials import CALL_POLICIES, check_trials, count_sources, example_turns, row_source
+from imaginarium.errors import InputError
+from imaginarium.schemas.records import arrow_schema, validate_rows
+from imaginarium.schemas.toolspec import read_tools
+from imaginarium.stage import StageWriter, read_manifest, read_rows
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("chat", "react")
+# Keys of the input manifest's `extra` that describe the rows' history and travel with them.
+CARRIED_EXTRA = ("funnel", "judge_model", "models")
+
+
+def build_sft(
+    input_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    tools_path: str | os.PathLike,
+    *,
+    format: str = "chat",
+    with_tool_response: bool = False,
+    calls: str = "ok",
+    system: str | None = DEFAULT_SYSTEM,
+    max_tools: int = 5,
+    embedding_model: str | None = None,
+    seed: int = 0,
+    tool_token: bool = False,
+    release_config: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build SFT rows from the trials in `input_dir` into the stage directory `out`.
+
+    `format` chat (tool-calling messages) or react (STE text); `with_tool_response` adds the
+    tool response and final answer after the call; `calls` ok | all (see builders/trials.py);
+    `system` the chat system message (None or "" for none); `max_tools` how many tools each
+    example shows (its API, the tools it calls, nearest neighbours); `embedding_model` for the
+    neighbours (default all-MiniLM-L6-v2); `seed` orders the tools; `tool_token` writes ReAct
+    call names as `<tool_NAME>`. Returns the manifest.
+    """
+    if format not in FORMATS:
+        raise InputError(f"unknown format {format!r}; known: {', '.join(FORMATS)}", where="--format")
+    if calls not in CALL_POLICIES:
+        raise InputError(f"unknown call policy {calls!r}; known: {', '.join(CALL_POLICIES)}", where="--calls")
+    if max_tools < 1:
+        raise InputError("must be at least 1", where="--max-tools")
+    config = {
+        "format": format, "with_tool_response": with_tool_response, "calls": calls,
+        "system": system or None, "max_tools": max_tools, "embedding_model": embedding_model,
+        "seed": seed, "tool_token": tool_token if format == "react" else False,
+        "release_config": release_config or ("sft" if format == "chat" else "sft_react"),
+    }
+    schema = arrow_schema("sft_row") if format == "chat" else REACT_SCHEMA
+    writer = StageWriter(Path(out), "build_sft", config, {"trials": input_dir, "tools": tools_path}, schema=schema)
+    if writer.done:
+        log.info("%s: already built with these inputs and settings", out)
+        return writer.manifest
+    where = str(input_dir)
+    trials = read_rows(input_dir)
+    check_trials(trials, where)
+    menu = ToolMenu(read_tools(tools_path), max_tools=max_tools, model=embedding_model, seed=seed, progress=progress)
+    menu.prepare(trial["api"] for trial in trials)
+
+    rows: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    sources: dict[str, int] = {}
+    called: set[str] = set()
+    for index, trial in enumerate(_track(trials, progress)):
+        turns, reason = example_turns(trial, calls, with_tool_response)
+        if reason:
+            skipped[reason] += 1
+            continue
+        key = f"{trial['trial_id']}/{trial['query']}"
+        try:
+            tools = menu.shown(trial["api"], [turn.name for turn in turns], key)
+        except InputError as exc:
+            raise InputError(f"row {index}: {exc}", where=where) from None
+        count_sources(turns, sources)
+        called.update(turn.name for turn in turns)
+        meta = {"api": trial["api"], "origin_trial": trial["trial_id"], "paraphrase_of": trial.get("paraphrase_of"),
+                "source": row_source(trial), "scores": trial.get("scores")}
+        if format == "chat":
+            messages = chat_messages(trial["query"], turns, trial["final_answer"], system=system or None, key=key,
+                                     with_tool_response=with_tool_response)
+            rows.append({"messages": messages, "tools": tools, **meta})
+        else:
+            for turn, prompt, completion in react_examples(trial["query"], turns, trial["final_answer"], tools,
+                                                           with_tool_response=with_tool_response, tool_token=tool_token):
+                rows.append({"prompt": prompt, "completion": completion, "turn": turn, **meta})
+    if format == "chat":
+        validate_rows("sft_row", rows, where=f"{out} (built rows)")
+
+    extra = carried_extra(input_dir)
+    extra.update(release_config=config["release_config"], response_sources=dict(sorted(sources.items())))
+    if format == "react" and tool_token:
+        extra["tool_tokens"] = sorted(f"<tool_{name}>" for name in called)
+    per_api = Counter(row["api"] for row in rows)
+    counts = {"trials": len(trials), "skipped": dict(sorted(skipped.items())), "per_api": dict(sorted(per_api.items()))}
+    with writer:
+        writer.append(rows)
+        manifest = writer.finish(counts=counts, extra=extra, files=carried_files(input_dir))
+    log.info("%s: %d rows from %d trials (skipped: %s)", out, len(rows), len(trials), dict(skipped) or "none")
+    return manifest
+
+
+def carried_extra(input_dir) -> dict[str, Any]:
+    extra = (read_manifest(input_dir) or {}).get("extra") or {}
+    return {key: extra[key] for key in CARRIED_EXTRA if key in extra}
+
+
+def carried_files(input_dir) -> dict[str, str]:
+    """The filter's funnel report, copied beside the built data (docs/releases.md)."""
+    funnel = Path(input_dir) / "funnel.json"
+    return {"funnel.json": funnel.read_text(encoding="utf-8")} if funnel.is_file() else {}
+
+
+def _track(items: list, progress: bool):
+    if not progress or len(items) < 1000:
+        return items
+    from rich.progress import track
+
+    return track(items, description="building rows")
+

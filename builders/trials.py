@@ -1,0 +1,116 @@
+"""Reading episode trials and choosing which of their steps become training turns.
+
+Why one place: the chat and the ReAct builders must agree exactly on which calls a trial
+teaches, so the choice is made once, here, as a list of `Turn`s.
+
+The rule (see docs/training-data.md):
+- `invalid` steps (output that did not parse) never become turns: there is no call to show.
+- policy `ok` (default): only calls that executed without error (observation status `ok`, from
+  any source: real, cached or simulated) are kept; failed attempts are dropped, so the model
+  learns the successful call path. A call with no observation (execution feedback withheld, the
+  paper's no-exec ablation) has nothing saying it failed and is kept.
+- policy `all`: calls that failed are kept too, each followed by its error observation, so the
+  model also learns to recover from an error (error-and-retry turns).
+- The *first turn* ends at the first call that did not fail: earlier failed calls (policy
+  `all`) precede it. A trial with no such call cannot make an example and is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from imaginarium.errors import InputError
+from imaginarium.schemas.records import record_schema, validate_rows
+
+CALL_POLICIES = ("ok", "all")
+NO_FEEDBACK = "[no execution feedback]"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One call the example shows: name, arguments (JSON object text) and what came back."""
+
+    name: str
+    arguments: str
+    observation: str  # the text the model saw (NO_FEEDBACK when withheld)
+    failed: bool
+    source: str | None  # real | cached | simulated, None when nothing ran or no feedback
+
+
+def check_trials(rows: list[dict[str, Any]], where: str) -> None:
+    """Raise InputError naming the row and field of the first malformed trial.
+
+    The record's columns must follow its schema (`paraphrase_of` and `scores`, added by
+    filter/augment, may be absent); columns it does not know are ignored; every call's arguments
+    and every observation must be JSON objects.
+    """
+    known = set(record_schema("episode_trial")["properties"])
+    validate_rows("episode_trial", ({k: v for k, v in row.items() if k in known} for row in rows), where=where)
+    for index, row in enumerate(rows):
+        for number, step in enumerate(row["steps"]):
+            if step["action"] == "call" and step["call"] is None:
+                raise InputError(f"row {index}, field steps/{number}/call: a call step without a call", where=where)
+            for field, text in (("call/arguments", (step["call"] or {}).get("arguments")), ("observation", step["observation"])):
+                if text is None:
+                    continue
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"row {index}, field steps/{number}/{field}: not JSON ({exc.msg})", where=where) from None
+                if not isinstance(value, dict):
+                    raise InputError(f"row {index}, field steps/{number}/{field}: not a JSON object", where=where)
+
+
+def call_turns(trial: dict[str, Any], policy: str = "ok") -> list[Turn]:
+    """The calls of a trial that the example shows, in order, under `policy` (see above)."""
+    if policy not in CALL_POLICIES:
+        raise ValueError(f"unknown call policy {policy!r}; known: {', '.join(CALL_POLICIES)}")
+    turns = []
+    for step in trial["steps"]:
+        if step["action"] != "call":
+            continue
+        if step["observation"] is None:
+            turn = Turn(step["call"]["name"], step["call"]["arguments"], NO_FEEDBACK, False, None)
+        else:
+            observation = json.loads(step["observation"])
+            failed = observation.get("status") != "ok"
+            turn = Turn(step["call"]["name"], step["call"]["arguments"], str(observation.get("content", "")),
+                        failed, observation.get("source"))
+        if turn.failed and policy == "ok":
+            continue
+        turns.append(turn)
+    return turns
+
+
+def first_turn(turns: list[Turn]) -> list[Turn]:
+    """The turns up to and including the first call that did not fail ([] if there is none)."""
+    for index, turn in enumerate(turns):
+        if not turn.failed:
+            return turns[: index + 1]
+    return []
+
+
+def example_turns(trial: dict[str, Any], policy: str, with_tool_response: bool) -> tuple[list[Turn], str | None]:
+    """The turns one example of `trial` shows, or ([], reason) when the trial cannot make one."""
+    turns = call_turns(trial, policy)
+    if not first_turn(turns):
+        return [], "no successful call"
+    if not with_tool_response:
+        return first_turn(turns), None
+    if trial["final_answer"] is None:
+        return [], "no final answer"
+    return turns, None
+
+
+def row_source(trial: dict[str, Any]) -> str:
+    """What made the row: `paraphrase` for a paraphrased query, `ste` for an explored one."""
+    return "paraphrase" if trial.get("paraphrase_of") is not None else "ste"
+
+
+def count_sources(turns: Iterable[Turn], counts: dict[str, int]) -> None:
+    """Add the response source of each turn that ran (`real`, `cached`, `simulated`) to `counts`."""
+    for turn in turns:
+        if turn.source is not None:
+            counts[turn.source] = counts.get(turn.source, 0) + 1
