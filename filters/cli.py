@@ -76,9 +76,8 @@ def filter_stage(
     with writer:
         the_judge = Judge(_generator(backend, model, revision, structured_backend), seed=seed) if judge else None
         manifest = filter_trials(writer, rows, config, the_judge,
-                                 _dedupe_step(dedupe, semantic, threshold, embedding_model))
-    if progress:
-        print_funnel(manifest["extra"]["funnel"])
+                                 _dedupe_step(dedupe, semantic, threshold, embedding_model), progress)
+    print_funnel(manifest["extra"]["funnel"])
     return manifest
 
 
@@ -130,11 +129,11 @@ def augment(
     with writer:
         paraphraser = Paraphraser(_generator(backend, model, revision, structured_backend), config,
                                   str(templates) if templates else None)
-        manifest = augment_trials(writer, seeds, paraphraser, _dedupe_step(dedupe, semantic, threshold, embedding_model))
-    if progress:
-        counts = manifest["counts"]
-        click.echo(f"augment: {counts['seeds']} seeds + {counts['paraphrases_kept']} paraphrases kept "
-                   f"({counts['paraphrases_generated']} generated, {counts['duplicates_dropped']} duplicates dropped)")
+        manifest = augment_trials(writer, seeds, paraphraser, _dedupe_step(dedupe, semantic, threshold, embedding_model),
+                                  progress)
+    counts = manifest["counts"]
+    click.echo(f"augment: {counts['seeds']} seeds + {counts['paraphrases_kept']} paraphrases kept "
+               f"({counts['paraphrases_generated']} generated, {counts['duplicates_dropped']} duplicates dropped)")
     return manifest
 
 

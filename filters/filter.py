@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imaginarium.filters.judge import ASPECTS, Judge
+from imaginarium.progress import batches
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.stage import StageWriter
 
@@ -83,15 +84,14 @@ def judge_problem(verdict: dict[str, Any] | None, require: list[str]) -> str | N
 
 
 def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: FilterConfig,
-                  judge: Judge | None, dedupe: Callable | None) -> dict[str, Any]:
+                  judge: Judge | None, dedupe: Callable | None, progress: bool = False) -> dict[str, Any]:
     """Run the filter steps into `writer` (resuming its finished batches); returns the manifest.
 
     `dedupe(rows) -> (kept_rows, [(dropped_row, reason), ...])` runs last, over every survivor.
     """
     done = writer.finished_units()
     pending = [t for t in trials if t["trial_id"] not in done]
-    for start in range(0, len(pending), config.batch_size):
-        batch = pending[start: start + config.batch_size]
+    for batch in batches(pending, config.batch_size, "judging" if judge else "checking", progress):
         writer.append(_checked(batch, config, judge), units=[t["trial_id"] for t in batch])
 
     rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["episode"], r["slot"], r["trial_id"]))

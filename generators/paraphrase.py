@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
 from imaginarium.generators.prompts import Prompts
+from imaginarium.progress import batches
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.stage import StageWriter
 
@@ -88,7 +89,7 @@ class Paraphraser:
 
 
 def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser: Paraphraser,
-                   dedupe: Callable | None) -> dict[str, Any]:
+                   dedupe: Callable | None, progress: bool = False) -> dict[str, Any]:
     """Paraphrase every seed (resuming finished batches), dedupe, and finish; returns the manifest."""
     config = paraphraser.config
     kept_per_api = Counter(s["api"] for s in seeds)
@@ -96,8 +97,7 @@ def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser
               for s in seeds}
     done = writer.finished_units()
     pending = [s for s in seeds if s["trial_id"] not in done]
-    for start in range(0, len(pending), config.batch_size):
-        batch = pending[start: start + config.batch_size]
+    for batch in batches(pending, config.batch_size, "paraphrasing", progress):
         writer.append(paraphraser.rows(batch, [counts[s["trial_id"]] for s in batch]),
                       units=[s["trial_id"] for s in batch])
 

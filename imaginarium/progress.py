@@ -1,0 +1,18 @@
+"""Progress display for long stages."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+def batches(rows: Sequence[T], size: int, label: str, progress: bool) -> Iterator[Sequence[T]]:
+    """Consecutive slices of `rows` of at most `size`, with a progress bar when asked."""
+    starts = range(0, len(rows), size)
+    if progress and len(starts) > 1:
+        from rich.progress import track
+
+        starts = track(starts, description=label)
+    for start in starts:
+        yield rows[start: start + size]
