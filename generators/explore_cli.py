@@ -49,6 +49,8 @@ def explore(
     from imaginarium.generators.explore import ExploreConfig, explore_stage
     from imaginarium.schemas.toolspec import read_tools
 
+    if cache is None and cache_mode != "replay":
+        raise InputError(f"--cache-mode {cache_mode} stores responses: give --cache FILE (created if absent)")
     specs = read_tools(tools)
     chosen = select_apis(specs, apis, apis_file, tools)
     config = ExploreConfig(

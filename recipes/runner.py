@@ -46,13 +46,24 @@ class StageKind:
 
 KINDS = {
     "tools": StageKind("imaginarium.schemas.importers:import_tools", "output", "tools.jsonl", ("sources",)),
-    "cache": StageKind("imaginarium.executor.cache:import_cache", "into", "cache.sqlite", ("source",)),
+    "cache": StageKind("imaginarium.recipes.runner:response_cache", "into", "cache.sqlite", ("source",)),
     "explore": StageKind("imaginarium.generators.explore_cli:explore", "out", None, ("tools", "cache", "templates", "apis_file")),
     "filter": StageKind("imaginarium.filters.cli:filter_stage", "out", None, ("trials",)),
     "augment": StageKind("imaginarium.filters.cli:augment", "out", None, ("trials", "templates")),
 }
 
 GENERATION_KEYS = ("backend", "model", "revision", "structured_backend", "seed", "temperature")
+
+
+def response_cache(into: Path, source: str | Path | None = None) -> Path:
+    """The `cache` stage: a response cache in the run directory, seeded from `source` if given."""
+    from imaginarium.executor.cache import ResponseCache, import_cache
+
+    if source is not None:
+        import_cache(source, into)
+    else:
+        ResponseCache(into).close()  # creates an empty cache for record / simulate modes
+    return into
 
 
 def find_recipe(recipe: str | Path) -> Path:
