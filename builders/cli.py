@@ -25,6 +25,8 @@ def build() -> None:
               help="Add the second turn: the tool's response, then the final answer. Without it an example ends at the call.")
 @click.option("--calls", type=click.Choice(["ok", "all"]), default="ok", show_default=True,
               help="ok: only calls that ran without error; all: keep failed calls and their errors before the retry.")
+@click.option("--simulated-ok/--no-simulated-ok", default=True, show_default=True,
+              help="Whether a call answered by the response simulator counts as successful (as in filter).")
 @click.option("--system", default=DEFAULT_SYSTEM, show_default="a short tool-use instruction",
               help="System message of chat rows ('' for none).")
 @click.option("--max-tools", default=5, show_default=True, type=click.IntRange(min=1),
@@ -34,14 +36,14 @@ def build() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the order of the tools shown.")
 @click.option("--tool-token", is_flag=True, help="ReAct: write the call name as <tool_NAME>.")
 @click.option("--release-config", default=None, help="Config name in a release [default: sft or sft_react].")
-def sft_command(input_dir, out, tools_path, format, with_tool_response, calls, system, max_tools, embedding_model,
-                seed, tool_token, release_config) -> None:
+def sft_command(input_dir, out, tools_path, format, with_tool_response, calls, simulated_ok, system, max_tools,
+                embedding_model, seed, tool_token, release_config) -> None:
     """Build SFT rows from a stage directory of episode trials (explore, filter or augment output)."""
     from imaginarium.builders.sft import build_sft
 
     manifest = build_sft(input_dir, out, tools_path, format=format, with_tool_response=with_tool_response,
-                         calls=calls, system=system, max_tools=max_tools, embedding_model=embedding_model,
-                         seed=seed, tool_token=tool_token, release_config=release_config)
+                         calls=calls, simulated_ok=simulated_ok, system=system, max_tools=max_tools,
+                         embedding_model=embedding_model, seed=seed, tool_token=tool_token, release_config=release_config)
     counts = manifest["counts"]
     click.echo(f"{out}: {counts['rows']} rows from {counts['trials']} trials; skipped: {json.dumps(counts['skipped'])}")
 

@@ -38,6 +38,7 @@ def build_sft(
     format: str = "chat",
     with_tool_response: bool = False,
     calls: str = "ok",
+    simulated_ok: bool = True,
     system: str | None = DEFAULT_SYSTEM,
     max_tools: int = 5,
     embedding_model: str | None = None,
@@ -49,7 +50,8 @@ def build_sft(
     """Build SFT rows from the trials in `input_dir` into the stage directory `out`.
 
     `format` chat (tool-calling messages) or react (STE text); `with_tool_response` adds the
-    tool response and final answer after the call; `calls` ok | all (see builders/trials.py);
+    tool response and final answer after the call; `calls` ok | all and `simulated_ok` (whether
+    a simulated response counts as a successful call) choose the calls shown (builders/trials.py);
     `system` the chat system message (None or "" for none); `max_tools` how many tools each
     example shows (its API, the tools it calls, nearest neighbours); `embedding_model` for the
     neighbours (default all-MiniLM-L6-v2); `seed` orders the tools; `tool_token` writes ReAct
@@ -63,7 +65,7 @@ def build_sft(
         raise InputError("must be at least 1", where="--max-tools")
     config = {
         "format": format, "with_tool_response": with_tool_response, "calls": calls,
-        "system": system or None, "max_tools": max_tools, "embedding_model": embedding_model,
+        "simulated_ok": simulated_ok, "system": system or None, "max_tools": max_tools, "embedding_model": embedding_model,
         "seed": seed, "tool_token": tool_token if format == "react" else False,
         "release_config": release_config or ("sft" if format == "chat" else "sft_react"),
     }
@@ -83,7 +85,7 @@ def build_sft(
     sources: dict[str, int] = {}
     called: set[str] = set()
     for index, trial in enumerate(_track(trials, progress)):
-        turns, reason = example_turns(trial, calls, with_tool_response)
+        turns, reason = example_turns(trial, calls, with_tool_response, simulated_ok)
         if reason:
             skipped[reason] += 1
             continue

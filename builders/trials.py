@@ -7,7 +7,8 @@ The rule (see docs/training-data.md):
 - `invalid` steps (output that did not parse) never become turns: there is no call to show.
 - policy `ok` (default): only calls that executed without error (observation status `ok`, from
   any source: real, cached or simulated) are kept; failed attempts are dropped, so the model
-  learns the successful call path. A call with no observation (execution feedback withheld, the
+  learns the successful call path. With `simulated_ok=False` (the filter's setting of the same
+  name) a simulated response counts as a failure. A call with no observation (execution feedback withheld, the
   paper's no-exec ablation) has nothing saying it failed and is kept.
 - policy `all`: calls that failed are kept too, each followed by its error observation, so the
   model also learns to recover from an error (error-and-retry turns).
@@ -63,7 +64,7 @@ def check_trials(rows: list[dict[str, Any]], where: str) -> None:
                     raise InputError(f"row {index}, field steps/{number}/{field}: not a JSON object", where=where)
 
 
-def call_turns(trial: dict[str, Any], policy: str = "ok") -> list[Turn]:
+def call_turns(trial: dict[str, Any], policy: str = "ok", simulated_ok: bool = True) -> list[Turn]:
     """The calls of a trial that the example shows, in order, under `policy` (see above)."""
     if policy not in CALL_POLICIES:
         raise ValueError(f"unknown call policy {policy!r}; known: {', '.join(CALL_POLICIES)}")
@@ -75,7 +76,8 @@ def call_turns(trial: dict[str, Any], policy: str = "ok") -> list[Turn]:
             turn = Turn(step["call"]["name"], step["call"]["arguments"], NO_FEEDBACK, False, None)
         else:
             observation = json.loads(step["observation"])
-            failed = observation.get("status") != "ok"
+            simulated = observation.get("source") == "simulated"
+            failed = observation.get("status") != "ok" or (simulated and not simulated_ok)
             turn = Turn(step["call"]["name"], step["call"]["arguments"], str(observation.get("content", "")),
                         failed, observation.get("source"))
         if turn.failed and policy == "ok":
@@ -92,9 +94,10 @@ def first_turn(turns: list[Turn]) -> list[Turn]:
     return []
 
 
-def example_turns(trial: dict[str, Any], policy: str, with_tool_response: bool) -> tuple[list[Turn], str | None]:
+def example_turns(trial: dict[str, Any], policy: str, with_tool_response: bool,
+                  simulated_ok: bool = True) -> tuple[list[Turn], str | None]:
     """The turns one example of `trial` shows, or ([], reason) when the trial cannot make one."""
-    turns = call_turns(trial, policy)
+    turns = call_turns(trial, policy, simulated_ok)
     if not first_turn(turns):
         return [], "no successful call"
     if not with_tool_response:

@@ -172,6 +172,13 @@ def test_policy_all_keeps_the_error_and_the_retry(inputs, tmp_path):
     assert json.loads(calls_of(retry)[-1]["arguments"])["date"] == "2022-10-14"
 
 
+def test_simulated_responses_can_count_as_failures(inputs, tmp_path):
+    rows, manifest = built(inputs, tmp_path / "out", simulated_ok=False)
+    assert "add_date/0/1" not in by_trial(rows)  # its only successful call was simulated
+    assert manifest["counts"]["skipped"] == {"no successful call": 3}
+    assert "simulated" not in manifest["extra"]["response_sources"]
+
+
 def test_system_message_is_configurable(inputs, tmp_path):
     rows, _ = built(inputs, tmp_path / "custom", system="Use tools wisely.")
     assert {row["messages"][0]["content"] for row in rows} == {"Use tools wisely."}
