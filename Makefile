@@ -8,7 +8,7 @@ export TORCHDYNAMO_DISABLE := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install quickstart test
+.PHONY: install quickstart test axolotl-env axolotl-ci
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,3 +30,25 @@ quickstart: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q
+
+# The Axolotl environment (docs/training.md): a separate virtualenv, because Axolotl pins other
+# versions than ours; imaginarium reaches it only through subprocesses. axolotl itself goes in
+# with --no-deps, plus the subset of its pins that validation, preprocessing and CPU training
+# need (axolotl_configs/requirements-axolotl.txt); torch first, so pip keeps the CPU wheel.
+AXOLOTL_VENV  := .venv-axolotl
+AXOLOTL_REQS  := axolotl_configs/requirements-axolotl.txt
+AXOLOTL_STAMP := $(AXOLOTL_VENV)/.axolotl-installed
+
+$(AXOLOTL_STAMP): $(AXOLOTL_REQS)
+	test -x $(AXOLOTL_VENV)/bin/python || python3 -m venv $(AXOLOTL_VENV)
+	$(AXOLOTL_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(AXOLOTL_VENV)/bin/python -m pip install --quiet -r $(AXOLOTL_REQS)
+	$(AXOLOTL_VENV)/bin/python -m pip install --quiet --no-deps axolotl==0.19.0
+	touch $(AXOLOTL_STAMP)
+
+axolotl-env: $(AXOLOTL_STAMP)
+
+# CI for the recipes: render -> check (validation, preprocessing, masking) -> 2 CPU training steps,
+# for sft-lora and dpo, on the tiny model and a release built by the pipeline.
+axolotl-ci: install axolotl-env
+	$(VENV)/bin/python -m pytest -q tests/test_axolotl_env.py

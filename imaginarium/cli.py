@@ -32,6 +32,7 @@ COMMANDS = {
     "generate": "imaginarium.generators.cli:generate",
     "release": "imaginarium.hub_cards.cli:release",
     "publish": "imaginarium.hub_cards.cli:publish",
+    "train": "imaginarium.axolotl_configs.cli:train",
 }
 
 
