@@ -33,13 +33,15 @@ from imaginarium.builders.chat import message
 from imaginarium.builders.sft import carried_extra, carried_files
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import content_hash
-from imaginarium.schemas.records import arrow_schema, validate_rows
+from imaginarium.builders.checks import check_record_rows
+from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import read_tools, safe_name
-from imaginarium.stage import StageWriter, read_rows
+from imaginarium.stage import StageWriter, read_table
 
 log = logging.getLogger(__name__)
 
 GENERAL_ROLES = ("system", "user", "assistant")
+CHAT_ROLES = (*GENERAL_ROLES, "tool")
 
 
 def read_batches(path: str | os.PathLike) -> list[list[str]]:
@@ -92,6 +94,16 @@ def general_rows(path: str | os.PathLike, count: int | None = None, seed: int = 
     return [rows[i] for i in chosen]
 
 
+def check_chat_rows(schema, rows: list[dict[str, Any]], where: str) -> None:
+    """Raise InputError naming the first row and field that is not a valid chat row."""
+    check_record_rows("sft_row", schema, rows, where)
+    for index, row in enumerate(rows):
+        for number, entry in enumerate(row["messages"]):
+            if entry["role"] not in CHAT_ROLES:
+                raise InputError(f"row {index}, field messages/{number}/role: {entry['role']!r} is not one of "
+                                 f"{', '.join(CHAT_ROLES)}", where=where)
+
+
 def replay_count(rows: int, ratio: float) -> int:
     """How many rows of an earlier batch a round replays: ratio * rows, rounded half up."""
     return math.floor(rows * ratio + 0.5)
@@ -133,10 +145,11 @@ def build_continual(
     if writer.done:
         return writer.manifest
 
-    rows = read_rows(input_dir)
-    if rows and "messages" not in rows[0]:
+    table = read_table(input_dir)
+    if "messages" not in table.column_names:
         raise InputError("expected chat rows (made by `build sft --format chat`)", where=str(input_dir))
-    validate_rows("sft_row", rows, where=str(input_dir))
+    rows = table.to_pylist()
+    check_chat_rows(table.schema, rows, str(input_dir))
     index = batch_index(batches, tools_path, where=str(batches_path))
     by_batch: dict[int, list[dict[str, Any]]] = {}
     outside: Counter[str] = Counter()

@@ -19,9 +19,9 @@ from imaginarium.builders.neighbours import ToolMenu
 from imaginarium.builders.react import REACT_SCHEMA, react_examples
 from imaginarium.builders.trials import CALL_POLICIES, check_trials, count_sources, example_turns, row_source
 from imaginarium.errors import InputError
-from imaginarium.schemas.records import arrow_schema, validate_rows
+from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import read_tools
-from imaginarium.stage import StageWriter, read_manifest, read_rows
+from imaginarium.stage import StageWriter, read_manifest, read_table
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ def build_sft(
         log.info("%s: already built with these inputs and settings", out)
         return writer.manifest
     where = str(input_dir)
-    trials = read_rows(input_dir)
-    check_trials(trials, where)
+    table = read_table(input_dir)
+    trials = table.to_pylist()
+    check_trials(table.schema, trials, where)
     menu = ToolMenu(read_tools(tools_path), max_tools=max_tools, model=embedding_model, seed=seed, progress=progress)
     menu.prepare(trial["api"] for trial in trials)
 
@@ -106,8 +107,6 @@ def build_sft(
             for turn, prompt, completion in react_examples(trial["query"], turns, trial["final_answer"], tools,
                                                            with_tool_response=with_tool_response, tool_token=tool_token):
                 rows.append({"prompt": prompt, "completion": completion, "turn": turn, **meta})
-    if format == "chat":
-        validate_rows("sft_row", rows, where=f"{out} (built rows)")
 
     extra = carried_extra(input_dir)
     extra.update(release_config=config["release_config"], response_sources=dict(sorted(sources.items())))

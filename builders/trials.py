@@ -22,10 +22,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import pyarrow as pa
+
+from imaginarium.builders.checks import check_record_rows
 from imaginarium.errors import InputError
-from imaginarium.schemas.records import record_schema, validate_rows
 
 CALL_POLICIES = ("ok", "all")
+ACTIONS = ("call", "final_answer", "invalid")
 NO_FEEDBACK = "[no execution feedback]"
 
 
@@ -40,17 +43,19 @@ class Turn:
     source: str | None  # real | cached | simulated, None when nothing ran or no feedback
 
 
-def check_trials(rows: list[dict[str, Any]], where: str) -> None:
+def check_trials(schema: pa.Schema, rows: list[dict[str, Any]], where: str) -> None:
     """Raise InputError naming the row and field of the first malformed trial.
 
     The record's columns must follow its schema (`paraphrase_of` and `scores`, added by
-    filter/augment, may be absent); columns it does not know are ignored; every call's arguments
-    and every observation must be JSON objects.
+    filter/augment, may be absent; builders/checks.py); columns it does not know are ignored;
+    every call's arguments and every observation must be JSON objects.
     """
-    known = set(record_schema("episode_trial")["properties"])
-    validate_rows("episode_trial", ({k: v for k, v in row.items() if k in known} for row in rows), where=where)
+    check_record_rows("episode_trial", schema, rows, where)
     for index, row in enumerate(rows):
         for number, step in enumerate(row["steps"]):
+            if step["action"] not in ACTIONS:
+                raise InputError(f"row {index}, field steps/{number}/action: {step['action']!r} is not one of "
+                                 f"{', '.join(ACTIONS)}", where=where)
             if step["action"] == "call" and step["call"] is None:
                 raise InputError(f"row {index}, field steps/{number}/call: a call step without a call", where=where)
             for field, text in (("call/arguments", (step["call"] or {}).get("arguments")), ("observation", step["observation"])):

@@ -136,6 +136,16 @@ def test_bad_inputs_are_named(files, tmp_path):
     assert not (tmp_path / "z" / "manifest.json").exists()
 
 
+def test_input_rows_are_checked(tmp_path, files):
+    odd = dict(ROWS[0], messages=[dict(ROWS[0]["messages"][0], role="robot")])
+    write_stage(tmp_path / "odd", "build_sft", {}, {}, [ROWS[1], odd], schema=arrow_schema("sft_row"))
+    with pytest.raises(InputError, match=r"row 1, field messages/0/role: 'robot'"):
+        build_continual(tmp_path / "odd", tmp_path / "out", files["batches"], 0)
+    write_stage(tmp_path / "react", "build_sft", {}, {}, [{"prompt": "p", "completion": "c", "api": "search"}])
+    with pytest.raises(InputError, match="expected chat rows"):
+        build_continual(tmp_path / "react", tmp_path / "out", files["batches"], 0)
+
+
 def test_cli_round(files, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "imaginarium.cli", "build", "continual", str(files["sft"]), "-o", str(out),

@@ -17,7 +17,7 @@ from imaginarium.builders.chat import to_template_messages
 from imaginarium.builders.sft import build_sft
 from imaginarium.errors import InputError
 from imaginarium.evaluation.parse import parse_react
-from imaginarium.schemas.records import arrow_schema, features
+from imaginarium.schemas.records import arrow_schema, features, validate_rows
 from imaginarium.schemas.toolspec import ToolSource, ToolSpec, write_tools
 from imaginarium.stage import data_files, read_manifest, read_rows, write_stage
 
@@ -231,6 +231,13 @@ def test_output_loads_with_datasets_and_keeps_the_schema(inputs, tmp_path):
     assert manifest["extra"]["judge_model"] == "judge-x"
 
 
+def test_every_built_row_follows_the_record_schema(inputs, tmp_path):
+    variants = [{}, {"with_tool_response": True}, {"calls": "all", "with_tool_response": True}, {"system": ""}]
+    for number, options in enumerate(variants):
+        rows, _ = built(inputs, tmp_path / str(number), which="augmented", **options)
+        validate_rows("sft_row", rows, where=str(options))
+
+
 def test_rerun_is_a_noop(inputs, tmp_path):
     _, first = built(inputs, tmp_path / "out")
     _, second = built(inputs, tmp_path / "out")
@@ -347,6 +354,23 @@ def test_malformed_arguments_name_the_row_and_field(inputs, tmp_path):
     with pytest.raises(InputError, match=r"row 1, field steps/0/call/arguments: not JSON"):
         build_sft(directory, tmp_path / "out", inputs["tools"], progress=False)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_an_unknown_action_is_named_though_arrow_allows_it(inputs, tmp_path):
+    odd = dict(TRIALS[0], steps=[dict(WEATHER, action="teleport")])
+    directory = write_trials(tmp_path / "odd", [TRIALS[0], odd], extra_columns=True)
+    with pytest.raises(InputError, match=r"row 1, field steps/0/action: 'teleport' is not one of"):
+        build_sft(directory, tmp_path / "out", inputs["tools"], progress=False)
+
+
+def test_rows_of_another_arrow_schema_get_the_full_validation(inputs, tmp_path):
+    loose = [dict(t) for t in TRIALS[:2]]
+    loose[1]["query"] = None  # a column with inferred types allows it; the record does not
+    write_stage(tmp_path / "loose", "handmade", {}, {}, loose)
+    with pytest.raises(InputError, match=r"row 1, field query: None is not of type 'string'"):
+        build_sft(tmp_path / "loose", tmp_path / "out", inputs["tools"], progress=False)
+    write_stage(tmp_path / "fine", "handmade", {}, {}, TRIALS)  # inferred types, valid content
+    assert build_sft(tmp_path / "fine", tmp_path / "out", inputs["tools"], max_tools=1, progress=False)["counts"]["rows"] == 5
 
 
 def test_a_tool_missing_from_the_tools_file_is_named(inputs, tmp_path):
