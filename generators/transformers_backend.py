@@ -215,13 +215,7 @@ class TransformersBackend(Backend):
         import torch
 
         size = len(rows)
-        width = max(len(r.prompt_ids) for r in rows)
-        input_ids = torch.full((size, width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((size, width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
-            attention[i, width - len(row.prompt_ids) :] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        input_ids, attention, positions = self._left_padded([r.prompt_ids for r in rows])
         matchers: list[RowMatcher | None] = [
             self._compiled[r.key].new_matcher() if r.request.constraint else None for r in rows
         ]
@@ -282,6 +276,18 @@ class TransformersBackend(Backend):
                 attention = torch.cat([attention, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
                 positions = positions[:, -1:] + 1
         return [self._completion(row, finish[i], texts[i], errors[i]) for i, row in enumerate(rows)]
+
+    def _left_padded(self, prompts: list[list[int]]):
+        """input ids, attention mask and position ids for prompts aligned to the right."""
+        import torch
+
+        width = max(len(ids) for ids in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, ids in enumerate(prompts):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            attention[i, width - len(ids) :] = 1
+        return input_ids, attention, (attention.cumsum(-1) - 1).clamp(min=0)
 
     def _mask(self, logits, live, matchers, bitmask, finish, errors) -> None:
         """Set the logits of the tokens each constrained row's grammar forbids to -inf.
