@@ -208,7 +208,9 @@ class TransformersBackend(Backend):
                 request.messages, tools=request.tools, add_generation_prompt=True, tokenize=False
             )
             return self.tokenizer(text, add_special_tokens=False).input_ids
-        return self.tokenizer(request.prompt).input_ids
+        # An empty raw prompt still needs one position to predict from: the start token.
+        start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.pad_id
+        return self.tokenizer(request.prompt).input_ids or [start]
 
     def _decode_batch(self, rows: list[_Row]) -> list[Completion]:
         """Decode one batch to the end; returns a completion per row (not yet retried)."""

@@ -294,3 +294,9 @@ def test_tiny_top_p_keeps_only_the_most_likely_token(backend):
     assert nucleus[0].text == nucleus[1].text == greedy.text
     sampled = backend.generate([GenerationRequest(prompt="The tools", temperature=1.0, top_p=1.0, seed=1, max_tokens=10)])[0]
     assert sampled.text != greedy.text
+
+
+def test_empty_raw_prompt_generates(backend):
+    completions = backend.generate([GenerationRequest(prompt="", max_tokens=3, seed=0), GenerationRequest(prompt="", max_tokens=3, seed=0, constraint=Constraint.choice(["x"]))])
+    assert completions[0].finish_reason in ("stop", "length") and completions[0].prompt_tokens == 1
+    assert completions[1].ok and completions[1].value == "x"
