@@ -298,6 +298,8 @@ class TransformersBackend(Backend):
         op (Outlines' processors fill and apply row by row: 1.6x slower than unconstrained).
         """
         positions = [j for j, i in enumerate(live) if matchers[i] is not None]
+        if not positions:  # the constrained rows of this batch have all finished
+            return
         rows = [live[j] for j in positions]
         allowed = allowed_tokens(matchers, rows, bitmask, self.logits_vocab, logits.device)
         if len(rows) == len(live):

@@ -300,3 +300,12 @@ def test_empty_raw_prompt_generates(backend):
     completions = backend.generate([GenerationRequest(prompt="", max_tokens=3, seed=0), GenerationRequest(prompt="", max_tokens=3, seed=0, constraint=Constraint.choice(["x"]))])
     assert completions[0].finish_reason in ("stop", "length") and completions[0].prompt_tokens == 1
     assert completions[1].ok and completions[1].value == "x"
+
+
+def test_unconstrained_rows_go_on_after_the_constrained_ones_finish(backend):
+    completions = backend.generate(
+        [GenerationRequest(prompt="a", constraint=Constraint.choice(["x"]), seed=0), GenerationRequest(prompt="b", seed=0, max_tokens=30, n=3)]
+    )
+    assert completions[0].ok and completions[0].value == "x"
+    assert all(c.finish_reason in ("stop", "length") for c in completions[1:])
+    assert max(c.completion_tokens for c in completions[1:]) > 2
