@@ -47,6 +47,7 @@ class ToolMenu:
         self.seed = seed
         self.progress = progress
         self._neighbours: dict[str, list[str]] = {}
+        self._entries = {tool.name: tool_entry(tool) for tool in tools}  # shared, never mutated
 
     def prepare(self, apis: Iterable[str]) -> None:
         """Compute the neighbour lists of `apis` at once (one embedding pass over all tools)."""
@@ -79,4 +80,4 @@ class ToolMenu:
             if name not in names:
                 names.append(name)
         random.Random(f"{self.seed}/{key}").shuffle(names)
-        return [tool_entry(self.tools[name]) for name in names]
+        return [self._entries[name] for name in names]
