@@ -271,7 +271,7 @@ def semantic_clusters(
     kept = np.arange(n)
     cosine = np.ones(n, dtype=np.float32)
     for members in _group_members(n, groups):
-        sub = vectors[members]
+        sub = vectors if len(members) == n else vectors[members]  # one scope: no copy
         i, j, s = neighbour_pairs(sub, threshold, block)
         if value_codes is not None:
             same = value_codes[members[i]] == value_codes[members[j]]
