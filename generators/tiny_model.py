@@ -18,6 +18,7 @@ Everything is derived from the seed: the same seed gives byte-identical weights 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -160,9 +161,10 @@ _cache: dict[int, Path] = {}
 
 
 def tiny_model_path(seed: int = 0) -> Path:
-    """The tiny model for `seed`, built once per process into a temporary directory."""
+    """The tiny model for `seed`, built once per process into a temporary directory (removed at exit)."""
     with _cache_lock:
         if seed not in _cache:
             root = Path(tempfile.mkdtemp(prefix="imaginarium-tiny-"))
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
             _cache[seed] = build_tiny_model(root / f"tiny-{seed}", seed=seed)
         return _cache[seed]
