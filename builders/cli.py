@@ -15,9 +15,9 @@ def build() -> None:
 
 
 @build.command("sft")
-@click.argument("input_dir", type=click.Path(file_okay=False))
+@click.argument("trials", type=click.Path(file_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output stage directory.")
-@click.option("--tools", "tools_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--tools", required=True, type=click.Path(dir_okay=False),
               help="tools.jsonl with every tool the trials use (`imaginarium tools import`).")
 @click.option("--format", "format", type=click.Choice(["chat", "react"]), default="chat", show_default=True,
               help="chat: OpenAI/HF tool-calling messages + tools; react: STE Action/Observation text.")
@@ -36,12 +36,12 @@ def build() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the order of the tools shown.")
 @click.option("--tool-token", is_flag=True, help="ReAct: write the call name as <tool_NAME>.")
 @click.option("--release-config", default=None, help="Config name in a release [default: sft or sft_react].")
-def sft_command(input_dir, out, tools_path, format, with_tool_response, calls, simulated_ok, system, max_tools,
+def sft_command(trials, out, tools, format, with_tool_response, calls, simulated_ok, system, max_tools,
                 embedding_model, seed, tool_token, release_config) -> None:
     """Build SFT rows from a stage directory of episode trials (explore, filter or augment output)."""
     from imaginarium.builders.sft import build_sft
 
-    manifest = build_sft(input_dir, out, tools_path, format=format, with_tool_response=with_tool_response,
+    manifest = build_sft(trials, out, tools, format=format, with_tool_response=with_tool_response,
                          calls=calls, simulated_ok=simulated_ok, system=system, max_tools=max_tools,
                          embedding_model=embedding_model, seed=seed, tool_token=tool_token, release_config=release_config)
     counts = manifest["counts"]
@@ -49,28 +49,26 @@ def sft_command(input_dir, out, tools_path, format, with_tool_response, calls, s
 
 
 @build.command("continual")
-@click.argument("input_dir", type=click.Path(file_okay=False))
+@click.argument("rows", type=click.Path(file_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output stage directory.")
-@click.option("--batches", "batches_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--batches", required=True, type=click.Path(dir_okay=False),
               help="JSON list of batches of API source names (e.g. STE's CL_batches.json).")
 @click.option("--round", "round", required=True, type=click.IntRange(min=0), help="The round to build (0-based).")
 @click.option("--replay-ratio", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Share of each earlier batch's rows replayed (a seeded sample).")
-@click.option("--general", "general_path", default=None, type=click.Path(dir_okay=False),
+@click.option("--general", default=None, type=click.Path(dir_okay=False),
               help="General instruction data with no tools: JSON list of {dialog_history, response}.")
 @click.option("--general-count", default=None, type=click.IntRange(min=0),
               help="Use a seeded sample of this many general rows [default: all].")
-@click.option("--tools", "tools_path", default=None, type=click.Path(dir_okay=False),
+@click.option("--tools", default=None, type=click.Path(dir_okay=False),
               help="tools.jsonl to map the batches' source names to tool names [default: safe_name].")
 @click.option("--seed", default=0, show_default=True, help="Seed of the replay and general samples.")
-def continual_command(input_dir, out, batches_path, round, replay_ratio, general_path, general_count, tools_path,
-                      seed) -> None:
+def continual_command(rows, out, batches, round, replay_ratio, general, general_count, tools, seed) -> None:
     """Build one continual-learning round from chat rows (a `build sft --format chat` output)."""
     from imaginarium.builders.continual import build_continual
 
-    manifest = build_continual(input_dir, out, batches_path, round, replay_ratio=replay_ratio,
-                               general_path=general_path, general_count=general_count, tools_path=tools_path,
-                               seed=seed)
+    manifest = build_continual(rows, out, batches, round, replay_ratio=replay_ratio, general=general,
+                               general_count=general_count, tools=tools, seed=seed)
     counts = manifest["counts"]
     click.echo(f"{out}: {counts['rows']} rows (batch {counts['batch']}, replay {json.dumps(counts['replay'])}, "
                f"general {counts['general']}, in no batch {counts['not_in_batches']})")

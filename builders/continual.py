@@ -52,9 +52,10 @@ def read_batches(path: str | os.PathLike) -> list[list[str]]:
     return batches
 
 
-def batch_index(batches: list[list[str]], tools_path: str | os.PathLike | None = None, *, where: str = "") -> dict[str, int]:
+def batch_index(batches: list[list[str]], tools: str | os.PathLike | None = None, *,
+                where: str = "") -> dict[str, int]:
     """Tool name -> the index of its batch (see the module doc for how names are mapped)."""
-    by_source = {tool.source_name: tool.name for tool in read_tools(tools_path)} if tools_path else {}
+    by_source = {tool.source_name: tool.name for tool in read_tools(tools)} if tools else {}
     index: dict[str, int] = {}
     for number, batch in enumerate(batches):
         for entry in batch:
@@ -117,43 +118,46 @@ def replay_sample(rows: list[dict[str, Any]], ratio: float, seed: int, batch: in
 
 
 def build_continual(
-    input_dir: str | os.PathLike,
+    rows: str | os.PathLike,
     out: str | os.PathLike,
-    batches_path: str | os.PathLike,
+    batches: str | os.PathLike,
     round: int,
     *,
     replay_ratio: float = 0.1,
-    general_path: str | os.PathLike | None = None,
+    general: str | os.PathLike | None = None,
     general_count: int | None = None,
-    tools_path: str | os.PathLike | None = None,
+    tools: str | os.PathLike | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Build round `round` from the chat rows in `input_dir` (a `build sft --format chat` output)."""
-    batches = read_batches(batches_path)
-    if not 0 <= round < len(batches):
-        raise InputError(f"round {round} does not exist: {batches_path} has batches 0..{len(batches) - 1}", where="--round")
+    """Build round `round` from the stage directory `rows` (chat rows, `build sft --format chat`)
+    into `out`; `batches` is the batches file, `general` the general data file, `tools` the
+    tools.jsonl that maps the batches' source names (module doc)."""
+    batch_lists = read_batches(batches)
+    if not 0 <= round < len(batch_lists):
+        raise InputError(f"round {round} does not exist: {batches} has batches 0..{len(batch_lists) - 1}",
+                         where="--round")
     if not 0 <= replay_ratio <= 1:
         raise InputError("must be between 0 and 1", where="--replay-ratio")
-    inputs = {"rows": input_dir, "batches": batches_path}
-    if general_path:
-        inputs["general"] = general_path
-    if tools_path:
-        inputs["tools"] = tools_path
+    inputs = {"rows": rows, "batches": batches}
+    if general:
+        inputs["general"] = general
+    if tools:
+        inputs["tools"] = tools
     config = {"round": round, "replay_ratio": replay_ratio, "general_count": general_count, "seed": seed,
               "release_config": f"continual_round_{round}"}
     writer = StageWriter(Path(out), "build_continual", config, inputs, schema=arrow_schema("sft_row"))
     if writer.done:
         return writer.manifest
 
-    table = read_table(input_dir)
+    table = read_table(rows)
     if "messages" not in table.column_names:
-        raise InputError("expected chat rows (made by `build sft --format chat`)", where=str(input_dir))
-    rows = table.to_pylist()
-    check_chat_rows(table.schema, rows, str(input_dir))
-    index = batch_index(batches, tools_path, where=str(batches_path))
+        raise InputError("expected chat rows (made by `build sft --format chat`)", where=str(rows))
+    records = table.to_pylist()
+    check_chat_rows(table.schema, records, str(rows))
+    index = batch_index(batch_lists, tools, where=str(batches))
     by_batch: dict[int, list[dict[str, Any]]] = {}
     outside: Counter[str] = Counter()
-    for row in rows:
+    for row in records:
         if row["api"] in index:
             by_batch.setdefault(index[row["api"]], []).append(row)
         else:
@@ -164,19 +168,19 @@ def build_continual(
         sample = replay_sample(by_batch.get(batch, []), replay_ratio, seed, batch)
         replayed[str(batch)] = len(sample)
         chosen += sample
-    general = general_rows(general_path, general_count, seed) if general_path else []
-    chosen += general
+    general_part = general_rows(general, general_count, seed) if general else []
+    chosen += general_part
 
-    counts = {"batch": len(by_batch.get(round, [])), "replay": replayed, "general": len(general),
+    counts = {"batch": len(by_batch.get(round, [])), "replay": replayed, "general": len(general_part),
               "not_in_batches": sum(outside.values()),
               "per_api": dict(sorted(Counter(row["api"] for row in chosen).items()))}
     if outside:
         log.warning("%d rows of %d APIs in no batch were left out", sum(outside.values()), len(outside))
-    extra = carried_extra(input_dir)
+    extra = carried_extra(rows)
     extra["release_config"] = config["release_config"]
     with writer:
         writer.append(chosen)
-        return writer.finish(counts=counts, extra=extra, files=carried_files(input_dir))
+        return writer.finish(counts=counts, extra=extra, files=carried_files(rows))
 
 
 def _read_json(path: str | os.PathLike) -> Any:

@@ -31,9 +31,9 @@ CARRIED_EXTRA = ("funnel", "judge_model", "models")
 
 
 def build_sft(
-    input_dir: str | os.PathLike,
+    trials: str | os.PathLike,
     out: str | os.PathLike,
-    tools_path: str | os.PathLike,
+    tools: str | os.PathLike,
     *,
     format: str = "chat",
     with_tool_response: bool = False,
@@ -47,7 +47,8 @@ def build_sft(
     release_config: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Build SFT rows from the trials in `input_dir` into the stage directory `out`.
+    """Build SFT rows from the stage directory `trials` into the stage directory `out`; `tools`
+    is the tools.jsonl the trials were explored with.
 
     `format` chat (tool-calling messages) or react (STE text); `with_tool_response` adds the
     tool response and final answer after the call; `calls` ok | all and `simulated_ok` (whether
@@ -70,22 +71,22 @@ def build_sft(
         "release_config": release_config or ("sft" if format == "chat" else "sft_react"),
     }
     schema = arrow_schema("sft_row") if format == "chat" else REACT_SCHEMA
-    writer = StageWriter(Path(out), "build_sft", config, {"trials": input_dir, "tools": tools_path}, schema=schema)
+    writer = StageWriter(Path(out), "build_sft", config, {"trials": trials, "tools": tools}, schema=schema)
     if writer.done:
         log.info("%s: already built with these inputs and settings", out)
         return writer.manifest
-    where = str(input_dir)
-    table = read_table(input_dir)
-    trials = table.to_pylist()
-    check_trials(table.schema, trials, where)
-    menu = ToolMenu(read_tools(tools_path), max_tools=max_tools, model=embedding_model, seed=seed, progress=progress)
-    menu.prepare(trial["api"] for trial in trials)
+    where = str(trials)
+    table = read_table(trials)
+    records = table.to_pylist()
+    check_trials(table.schema, records, where)
+    menu = ToolMenu(read_tools(tools), max_tools=max_tools, model=embedding_model, seed=seed, progress=progress)
+    menu.prepare(trial["api"] for trial in records)
 
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     sources: dict[str, int] = {}
     called: set[str] = set()
-    for index, trial in enumerate(_track(trials, progress)):
+    for index, trial in enumerate(_track(records, progress)):
         turns, reason = example_turns(trial, calls, with_tool_response, simulated_ok)
         if reason:
             skipped[reason] += 1
@@ -108,27 +109,28 @@ def build_sft(
                                                            with_tool_response=with_tool_response, tool_token=tool_token):
                 rows.append({"prompt": prompt, "completion": completion, "turn": turn, **meta})
 
-    extra = carried_extra(input_dir)
+    extra = carried_extra(trials)
     extra.update(release_config=config["release_config"], response_sources=dict(sorted(sources.items())))
     if format == "react" and tool_token:
         extra["tool_tokens"] = sorted(f"<tool_{name}>" for name in called)
     per_api = Counter(row["api"] for row in rows)
-    counts = {"trials": len(trials), "skipped": dict(sorted(skipped.items())), "per_api": dict(sorted(per_api.items()))}
+    counts = {"trials": len(records), "skipped": dict(sorted(skipped.items())), "per_api": dict(sorted(per_api.items()))}
     with writer:
         writer.append(rows)
-        manifest = writer.finish(counts=counts, extra=extra, files=carried_files(input_dir))
-    log.info("%s: %d rows from %d trials (skipped: %s)", out, len(rows), len(trials), dict(skipped) or "none")
+        manifest = writer.finish(counts=counts, extra=extra, files=carried_files(trials))
+    log.info("%s: %d rows from %d trials (skipped: %s)", out, len(rows), len(records), dict(skipped) or "none")
     return manifest
 
 
-def carried_extra(input_dir) -> dict[str, Any]:
-    extra = (read_manifest(input_dir) or {}).get("extra") or {}
+def carried_extra(stage_dir) -> dict[str, Any]:
+    """The input manifest's `extra` keys that describe the rows' history (CARRIED_EXTRA)."""
+    extra = (read_manifest(stage_dir) or {}).get("extra") or {}
     return {key: extra[key] for key in CARRIED_EXTRA if key in extra}
 
 
-def carried_files(input_dir) -> dict[str, str]:
+def carried_files(stage_dir) -> dict[str, str]:
     """The filter's funnel report, copied beside the built data (docs/releases.md)."""
-    funnel = Path(input_dir) / "funnel.json"
+    funnel = Path(stage_dir) / "funnel.json"
     return {"funnel.json": funnel.read_text(encoding="utf-8")} if funnel.is_file() else {}
 
 

@@ -59,7 +59,7 @@ def apis(rows):
 
 
 def test_round_counts_are_exact(files, tmp_path):
-    rows, manifest = build(files, tmp_path / "r2", 2, replay_ratio=0.1, general_path=files["general"])
+    rows, manifest = build(files, tmp_path / "r2", 2, replay_ratio=0.1, general=files["general"])
     # batch 2: all 5; batch 0: 20 rows -> 2; batch 1: 10 rows -> 1; general: all 7
     assert len(rows) == 5 + 2 + 1 + 7 == manifest["counts"]["rows"]
     assert manifest["counts"]["batch"] == 5 and manifest["counts"]["replay"] == {"0": 2, "1": 1}
@@ -96,7 +96,7 @@ def test_replay_sample_is_stable_across_runs_input_order_and_rounds(files, tmp_p
 
 
 def test_general_rows_have_no_tools(files, tmp_path):
-    rows, _ = build(files, tmp_path / "g", 1, general_path=files["general"], general_count=3)
+    rows, _ = build(files, tmp_path / "g", 1, general=files["general"], general_count=3)
     general = [r for r in rows if r["source"] == "general"]
     assert len(general) == 3
     for row in general:
@@ -132,7 +132,7 @@ def test_bad_inputs_are_named(files, tmp_path):
     broken.write_text(json.dumps([{"dialog_history": [{"role": "user", "content": "hi"}], "response": "ok"},
                                   {"dialog_history": [{"role": "robot", "content": "hi"}], "response": "ok"}]))
     with pytest.raises(InputError, match=r"general.json: item 1: field dialog_history/0"):
-        build(files, tmp_path / "z", 0, general_path=broken)
+        build(files, tmp_path / "z", 0, general=broken)
     assert not (tmp_path / "z" / "manifest.json").exists()
 
 
