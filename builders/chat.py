@@ -71,7 +71,8 @@ def to_template_messages(row: dict[str, Any]) -> tuple[list[dict[str, Any]], lis
                 rendered[field] = stored[field]
         messages.append(rendered)
     tools = [
-        {"type": tool["type"], "function": {**tool["function"], "parameters": json.loads(tool["function"]["parameters"])}}
+        {"type": tool["type"],
+         "function": {**tool["function"], "parameters": json.loads(tool["function"]["parameters"])}}
         for tool in row.get("tools") or []
     ]
     return messages, tools

@@ -22,7 +22,8 @@ def build() -> None:
 @click.option("--format", "format", type=click.Choice(["chat", "react"]), default="chat", show_default=True,
               help="chat: OpenAI/HF tool-calling messages + tools; react: STE Action/Observation text.")
 @click.option("--with-tool-response", is_flag=True,
-              help="Add the second turn: the tool's response, then the final answer. Without it an example ends at the call.")
+              help="Add the second turn: the tool's response, then the final answer. "
+              "Without it an example ends at the call.")
 @click.option("--calls", type=click.Choice(["ok", "all"]), default="ok", show_default=True,
               help="ok: only calls that ran without error; all: keep failed calls and their errors before the retry.")
 @click.option("--simulated-ok/--no-simulated-ok", default=True, show_default=True,
@@ -43,7 +44,8 @@ def sft_command(trials, out, tools, format, with_tool_response, calls, simulated
 
     manifest = build_sft(trials, out, tools, format=format, with_tool_response=with_tool_response,
                          calls=calls, simulated_ok=simulated_ok, system=system, max_tools=max_tools,
-                         embedding_model=embedding_model, seed=seed, tool_token=tool_token, release_config=release_config)
+                         embedding_model=embedding_model, seed=seed, tool_token=tool_token,
+                         release_config=release_config)
     counts = manifest["counts"]
     click.echo(f"{out}: {counts['rows']} rows from {counts['trials']} trials; skipped: {json.dumps(counts['skipped'])}")
 

@@ -47,7 +47,10 @@ CHAT_ROLES = (*GENERAL_ROLES, "tool")
 def read_batches(path: str | os.PathLike) -> list[list[str]]:
     """A batches file: a JSON list of batches, each a list of API source names."""
     batches = _read_json(path)
-    if not isinstance(batches, list) or not all(isinstance(b, list) and all(isinstance(n, str) for n in b) for b in batches):
+    def is_batch(batch: Any) -> bool:
+        return isinstance(batch, list) and all(isinstance(name, str) for name in batch)
+
+    if not isinstance(batches, list) or not all(is_batch(batch) for batch in batches):
         raise InputError("expected a JSON list of batches, each a list of API names", where=str(path))
     return batches
 
@@ -81,8 +84,10 @@ def general_rows(path: str | os.PathLike, count: int | None = None, seed: int = 
             raise InputError("field dialog_history: expected a non-empty list of messages", where=at)
         messages = []
         for turn, entry in enumerate(history):
-            if not isinstance(entry, dict) or entry.get("role") not in GENERAL_ROLES or not isinstance(entry.get("content"), str):
-                raise InputError(f"field dialog_history/{turn}: expected {{role: {'|'.join(GENERAL_ROLES)}, content: string}}", where=at)
+            if (not isinstance(entry, dict) or entry.get("role") not in GENERAL_ROLES
+                    or not isinstance(entry.get("content"), str)):
+                expected = f"{{role: {'|'.join(GENERAL_ROLES)}, content: string}}"
+                raise InputError(f"field dialog_history/{turn}: expected {expected}", where=at)
             messages.append(message(entry["role"], entry["content"]))
         messages.append(message("assistant", item["response"]))
         rows.append({"messages": messages, "tools": [], "api": "", "origin_trial": None, "paraphrase_of": None,

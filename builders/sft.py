@@ -66,7 +66,8 @@ def build_sft(
         raise InputError("must be at least 1", where="--max-tools")
     config = {
         "format": format, "with_tool_response": with_tool_response, "calls": calls,
-        "simulated_ok": simulated_ok, "system": system or None, "max_tools": max_tools, "embedding_model": embedding_model,
+        "simulated_ok": simulated_ok, "system": system or None, "max_tools": max_tools,
+        "embedding_model": embedding_model,
         "seed": seed, "tool_token": tool_token if format == "react" else False,
         "release_config": release_config or ("sft" if format == "chat" else "sft_react"),
     }
@@ -105,8 +106,9 @@ def build_sft(
                                      with_tool_response=with_tool_response)
             rows.append({"messages": messages, "tools": tools, **meta})
         else:
-            for turn, prompt, completion in react_examples(trial["query"], turns, trial["final_answer"], tools,
-                                                           with_tool_response=with_tool_response, tool_token=tool_token):
+            examples = react_examples(trial["query"], turns, trial["final_answer"], tools,
+                                      with_tool_response=with_tool_response, tool_token=tool_token)
+            for turn, prompt, completion in examples:
                 rows.append({"prompt": prompt, "completion": completion, "turn": turn, **meta})
 
     extra = carried_extra(trials)
@@ -114,7 +116,8 @@ def build_sft(
     if format == "react" and tool_token:
         extra["tool_tokens"] = sorted(f"<tool_{name}>" for name in called)
     per_api = Counter(row["api"] for row in rows)
-    counts = {"trials": len(records), "skipped": dict(sorted(skipped.items())), "per_api": dict(sorted(per_api.items()))}
+    counts = {"trials": len(records), "skipped": dict(sorted(skipped.items())),
+              "per_api": dict(sorted(per_api.items()))}
     with writer:
         writer.append(rows)
         manifest = writer.finish(counts=counts, extra=extra, files=carried_files(trials))

@@ -58,13 +58,15 @@ def check_trials(schema: pa.Schema, rows: list[dict[str, Any]], where: str) -> N
                                  f"{', '.join(ACTIONS)}", where=where)
             if step["action"] == "call" and step["call"] is None:
                 raise InputError(f"row {index}, field steps/{number}/call: a call step without a call", where=where)
-            for field, text in (("call/arguments", (step["call"] or {}).get("arguments")), ("observation", step["observation"])):
+            texts = (("call/arguments", (step["call"] or {}).get("arguments")), ("observation", step["observation"]))
+            for field, text in texts:
                 if text is None:
                     continue
                 try:
                     value = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    raise InputError(f"row {index}, field steps/{number}/{field}: not JSON ({exc.msg})", where=where) from None
+                    raise InputError(f"row {index}, field steps/{number}/{field}: not JSON ({exc.msg})",
+                                     where=where) from None
                 if not isinstance(value, dict):
                     raise InputError(f"row {index}, field steps/{number}/{field}: not a JSON object", where=where)
 
