@@ -14,7 +14,6 @@ known to drop them (Axolotl's `chatml`, among others) is refused.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from importlib import resources

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from imaginarium.axolotl_configs.environment import find_env, subprocess_env
+from imaginarium.axolotl_configs.environment import SUBPROCESS_ENV, find_env, subprocess_env
 from imaginarium.errors import InputError
 
 
@@ -32,8 +32,6 @@ def run_training(config: str | Path, *, env_dir: str | Path | None = None, dry_r
     env = find_env(env_dir)
     command = train_command(config, env, extra_args)
     if dry_run:
-        from imaginarium.axolotl_configs.environment import SUBPROCESS_ENV
-
         settings = " ".join(f"{key}={value}" for key, value in SUBPROCESS_ENV.items())
         print(f"{settings} PATH={env / 'bin'}:$PATH {shlex.join(command)}")
         return 0
