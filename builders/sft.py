@@ -94,7 +94,7 @@ def build_sft(
             continue
         key = f"{trial['trial_id']}/{trial['query']}"
         try:
-            tools = menu.shown(trial["api"], [turn.name for turn in turns], key)
+            shown = menu.shown(trial["api"], [turn.name for turn in turns], key)
         except InputError as exc:
             raise InputError(f"row {index}: {exc}", where=where) from None
         count_sources(turns, sources)
@@ -104,9 +104,9 @@ def build_sft(
         if format == "chat":
             messages = chat_messages(trial["query"], turns, trial["final_answer"], system=system or None, key=key,
                                      with_tool_response=with_tool_response)
-            rows.append({"messages": messages, "tools": tools, **meta})
+            rows.append({"messages": messages, "tools": shown, **meta})
         else:
-            examples = react_examples(trial["query"], turns, trial["final_answer"], tools,
+            examples = react_examples(trial["query"], turns, trial["final_answer"], shown,
                                       with_tool_response=with_tool_response, tool_token=tool_token)
             for turn, prompt, completion in examples:
                 rows.append({"prompt": prompt, "completion": completion, "turn": turn, **meta})

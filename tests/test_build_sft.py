@@ -392,6 +392,18 @@ def test_cli_builds_and_reports_bad_input_with_exit_2(inputs, tmp_path):
     assert done.returncode == 2 and "missing" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_the_filter_stage_output_builds_with_its_funnel(inputs, tmp_path):
+    from imaginarium.filters.cli import filter_stage
+
+    filter_stage(inputs["plain"], tmp_path / "filter", judge=False, progress=False)
+    kept = read_rows(tmp_path / "filter")
+    manifest = build_sft(tmp_path / "filter", tmp_path / "sft", inputs["tools"], with_tool_response=True, progress=False)
+    assert manifest["counts"]["rows"] == len(kept) and manifest["counts"]["skipped"] == {}
+    assert json.loads((tmp_path / "sft" / "funnel.json").read_text()) == json.loads(
+        (tmp_path / "filter" / "funnel.json").read_text())
+    assert manifest["extra"]["funnel"] == read_manifest(tmp_path / "filter")["extra"]["funnel"]
+
+
 # -- a real exploration -------------------------------------------------------------------------------
 def test_rows_from_a_real_tiny_model_exploration_render(tmp_path, tiny_model, tokenizer):
     """The random tiny model's calls almost never succeed when executed, so the run withholds
