@@ -47,10 +47,7 @@ CHAT_ROLES = (*GENERAL_ROLES, "tool")
 def read_batches(path: str | os.PathLike) -> list[list[str]]:
     """A batches file: a JSON list of batches, each a list of API source names."""
     batches = _read_json(path)
-    def is_batch(batch: Any) -> bool:
-        return isinstance(batch, list) and all(isinstance(name, str) for name in batch)
-
-    if not isinstance(batches, list) or not all(is_batch(batch) for batch in batches):
+    if not isinstance(batches, list) or not all(_is_batch(batch) for batch in batches):
         raise InputError("expected a JSON list of batches, each a list of API names", where=str(path))
     return batches
 
@@ -186,6 +183,10 @@ def build_continual(
     with writer:
         writer.append(chosen)
         return writer.finish(counts=counts, extra=extra, files=carried_files(rows))
+
+
+def _is_batch(batch: Any) -> bool:
+    return isinstance(batch, list) and all(isinstance(name, str) for name in batch)
 
 
 def _read_json(path: str | os.PathLike) -> Any:
