@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imaginarium.builders.chat import message
+from imaginarium.builders.chat import message, to_template_messages
 from imaginarium.builders.continual import batch_index, build_continual, general_rows, replay_count
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import content_hash
@@ -107,6 +107,18 @@ def test_general_rows_have_no_tools(files, tmp_path):
 
 
 @pytest.mark.skipif(not FLAN.is_file(), reason="the STE reference data is not here")
+def test_every_row_of_a_round_renders_through_a_real_chat_template(files, tmp_path, tiny_model):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    rows, _ = build(files, tmp_path / "r2", 2, replay_ratio=0.5, general=files["general"])
+    for row in rows:
+        messages, tools = to_template_messages(row)
+        text = tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False)
+        assert all(m["content"] in text for m in messages)
+        assert ("You can call these tools" in text) == bool(row["tools"])
+
+
 def test_the_papers_general_data_converts():
     rows = general_rows(FLAN)
     assert len(rows) == 2000 and all(r["tools"] == [] and r["messages"][-1]["role"] == "assistant" for r in rows)

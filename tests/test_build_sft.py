@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from imaginarium.builders.chat import to_template_messages
+from imaginarium.builders.react import REACT_SCHEMA
 from imaginarium.builders.sft import build_sft
 from imaginarium.errors import InputError
 from imaginarium.evaluation.parse import parse_react
@@ -321,6 +322,10 @@ def test_react_first_turn_is_one_parseable_action(inputs, tmp_path):
     rows, manifest = built(inputs, tmp_path / "out", format="react")
     assert manifest["extra"]["release_config"] == "sft_react"
     assert len(rows) == 5 and {row["turn"] for row in rows} == {0}
+    from datasets import load_dataset
+
+    dataset = load_dataset("parquet", data_files=[str(p) for p in data_files(tmp_path / "out")], split="train")
+    assert dataset.column_names == REACT_SCHEMA.names and len(dataset) == 5
     retry = [row for row in rows if row["origin_trial"] == "add_date/0/1"][0]
     assert retry["completion"] == 'Action: add_date\nAction Input: {"date": "2022-10-14", "days": 90}\n'
     assert retry["prompt"].endswith("User Query: What date is 90 days after 2022-10-14?\n")
