@@ -17,15 +17,22 @@ from imaginarium.generators.defaults import GenerationDefaults
 ASPECT_NAMES = ("informative", "faithful", "appropriate")
 
 
-def _dedupe_step(enabled: bool, semantic: bool, threshold: float | None, embedding_model: str | None):
-    """The dedupe callable the stages take: rows -> (kept rows, [(dropped row, reason)])."""
+def _dedupe_step(enabled: bool, semantic: bool, threshold: float | None, embedding_model: str | None,
+                 default_threshold: str = "DEFAULT_THRESHOLD"):
+    """The dedupe callable the stages take: rows -> (kept rows, [(dropped row, reason)]).
+
+    `default_threshold` names the dedupe module's constant used when no threshold is given:
+    augment uses PARAPHRASE_THRESHOLD, since a paraphrase is meant to be close to its seed and
+    only near-copies should go.
+    """
     if not enabled:
         return None
-    from imaginarium.filters.dedupe import DEFAULT_THRESHOLD, dedupe
+    from imaginarium.filters import dedupe as dedupe_module
+
+    cut = getattr(dedupe_module, default_threshold) if threshold is None else threshold
 
     def run(rows):
-        kept, dropped = dedupe(rows, semantic=semantic, model=embedding_model,
-                               threshold=DEFAULT_THRESHOLD if threshold is None else threshold)
+        kept, dropped = dedupe_module.dedupe(rows, semantic=semantic, model=embedding_model, threshold=cut)
         return kept, [(row, row["drop_reason"]) for row in dropped]
 
     return run
@@ -129,7 +136,8 @@ def augment(
     with writer:
         paraphraser = Paraphraser(_generator(backend, model, revision, structured_backend), config,
                                   str(templates) if templates else None)
-        manifest = augment_trials(writer, seeds, paraphraser, _dedupe_step(dedupe, semantic, threshold, embedding_model),
+        manifest = augment_trials(writer, seeds, paraphraser,
+                                  _dedupe_step(dedupe, semantic, threshold, embedding_model, "PARAPHRASE_THRESHOLD"),
                                   progress)
     counts = manifest["counts"]
     click.echo(f"augment: {counts['seeds']} seeds + {counts['paraphrases_kept']} paraphrases kept "
@@ -141,7 +149,9 @@ _dedupe_options = [
     click.option("--dedupe/--no-dedupe", default=True, show_default=True, help="Drop exact and semantic duplicates."),
     click.option("--semantic/--no-semantic", default=True, show_default=True,
                  help="Semantic dedupe with sentence embeddings (exact dedupe always runs with --dedupe)."),
-    click.option("--threshold", type=float, help="Cosine similarity at or above which queries are duplicates."),
+    click.option("--threshold", type=float,
+                 help="Cosine similarity at or above which queries are duplicates (default: 0.8 for filter, "
+                      "0.95 for augment, whose paraphrases are close to their seed by design)."),
     click.option("--embedding-model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)."),
 ]
 _generation_options = [
