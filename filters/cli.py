@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from imaginarium.generators.backends import open_backend
 from imaginarium.generators.defaults import GenerationDefaults
 
 ASPECT_NAMES = ("informative", "faithful", "appropriate")
@@ -38,13 +39,6 @@ def _dedupe_step(enabled: bool, semantic: bool, threshold: float | None, embeddi
     return run
 
 
-def _generator(backend: str, model: str, revision: str | None, structured_backend: str):
-    from imaginarium.generators.backends import make_backend
-
-    options = {"structured_backend": structured_backend} if backend == "transformers" else {}
-    return make_backend(backend, model, revision=revision, **options)
-
-
 def filter_stage(
     trials: str | Path,
     out: str | Path,
@@ -59,6 +53,7 @@ def filter_stage(
     model: str = GenerationDefaults.model,
     revision: str | None = None,
     structured_backend: str = GenerationDefaults.structured_backend,
+    base_url: str | None = None,
     seed: int = 0,
     batch_size: int = 64,
     progress: bool = True,
@@ -81,7 +76,8 @@ def filter_stage(
         return writer.manifest
     rows = read_rows(trials)
     with writer:
-        the_judge = Judge(_generator(backend, model, revision, structured_backend), seed=seed) if judge else None
+        the_judge = Judge(open_backend(backend, model, revision=revision, structured_backend=structured_backend,
+                                       base_url=base_url), seed=seed) if judge else None
         manifest = filter_trials(writer, rows, config, the_judge,
                                  _dedupe_step(dedupe, semantic, threshold, embedding_model), progress)
     print_funnel(manifest["extra"]["funnel"])
@@ -111,6 +107,7 @@ def augment(
     model: str = GenerationDefaults.model,
     revision: str | None = None,
     structured_backend: str = GenerationDefaults.structured_backend,
+    base_url: str | None = None,
     seed: int = 0,
     temperature: float = 0.9,
     batch_size: int = 64,
@@ -134,8 +131,9 @@ def augment(
         return writer.manifest
     seeds = read_rows(trials)
     with writer:
-        paraphraser = Paraphraser(_generator(backend, model, revision, structured_backend), config,
-                                  str(templates) if templates else None)
+        generator = open_backend(backend, model, revision=revision, structured_backend=structured_backend,
+                                 base_url=base_url)
+        paraphraser = Paraphraser(generator, config, str(templates) if templates else None)
         manifest = augment_trials(writer, seeds, paraphraser,
                                   _dedupe_step(dedupe, semantic, threshold, embedding_model, "PARAPHRASE_THRESHOLD"),
                                   progress)
@@ -158,7 +156,9 @@ _generation_options = [
     click.option("--backend", default=GenerationDefaults.backend, show_default=True, help="transformers | vllm | openai."),
     click.option("--model", default=GenerationDefaults.model, show_default=True, help="HF model id or path ('tiny': embedded)."),
     click.option("--revision", help="Model revision."),
-    click.option("--structured-backend", default=GenerationDefaults.structured_backend, show_default=True),
+    click.option("--structured-backend", default=GenerationDefaults.structured_backend, show_default=True,
+                 help="transformers backend: llguidance | outlines_core | xgrammar."),
+    click.option("--base-url", help="openai backend: the server's address, e.g. http://127.0.0.1:8000/v1."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--batch-size", type=int, default=64, show_default=True, help="Rows per backend call and checkpoint."),
 ]

@@ -96,23 +96,14 @@ def generate_results(
     base_url: str | None = None,
 ) -> list[dict[str, Any]]:
     """Generate `n` seeded samples for one user prompt; one dict per result."""
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.generators.backends import open_backend
 
     if n < 1:
         raise InputError("must be at least 1", where="--n")
-    if backend == "openai" and base_url is None:
-        raise InputError("the openai backend needs the server's address, e.g. http://127.0.0.1:8000/v1", where="--base-url")
-    if backend != "openai" and base_url is not None:
-        raise InputError(f"only the openai backend talks to a server, not {backend}", where="--base-url")
     if backend != "transformers" and structured_backend is not None:
         raise InputError(f"only the transformers backend takes it, not {backend}", where="--structured-backend")
     constraint = load_constraint(schema, regex, choice)
-    options: dict[str, Any] = {}
-    if structured_backend is not None:
-        options["structured_backend"] = structured_backend
-    if base_url is not None:
-        options["base_url"] = base_url
-    engine = make_backend(backend, model, revision=revision, **options)
+    engine = open_backend(backend, model, revision=revision, structured_backend=structured_backend, base_url=base_url)
     request = GenerationRequest(
         messages=[{"role": "user", "content": prompt}], constraint=constraint, max_tokens=max_tokens,
         temperature=temperature, top_p=top_p, seed=seed, n=n,

@@ -39,13 +39,13 @@ def explore(
     no_ltm: bool = False,
     no_reflection: bool = False,
     templates: str | Path | None = None,
+    base_url: str | None = None,
     progress: bool = True,
-    backend_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Explore the chosen APIs of a tools file into the stage directory `out`; returns the manifest."""
     from imaginarium.executor.cache import ResponseCache
     from imaginarium.executor.executor import Executor
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.generators.backends import open_backend
     from imaginarium.generators.explore import ExploreConfig, explore_stage
     from imaginarium.schemas.toolspec import read_tools
 
@@ -59,10 +59,8 @@ def explore(
         max_answer_chars=max_answer_chars, max_argument_chars=max_argument_chars, max_tokens=max_tokens, no_exec=no_exec, no_stm=no_stm, no_ltm=no_ltm, no_reflection=no_reflection,
         distractors=nearest_tools(specs, chosen, distractors) if distractors else {},
     )
-    options = dict(backend_options or {})
-    if backend == "transformers":
-        options.setdefault("structured_backend", structured_backend)
-    generator = make_backend(backend, model, revision=revision, **options)
+    generator = open_backend(backend, model, revision=revision, structured_backend=structured_backend,
+                             base_url=base_url)
     response_cache = ResponseCache(cache) if cache is not None else None
     simulator = None
     if cache_mode == "simulate":
@@ -135,6 +133,7 @@ def nearest_tools(specs, apis: list[str], k: int) -> dict[str, list[str]]:
 @click.option("--model", default=GenerationDefaults.model, show_default=True,
               help="HF model id or local path ('tiny' = the embedded tiny model; for openai: the served model name).")
 @click.option("--revision", help="Model revision (branch, tag or commit).")
+@click.option("--base-url", help="openai backend: the server's address, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--structured-backend", default=GenerationDefaults.structured_backend, show_default=True,
               help="transformers backend: llguidance | outlines_core | xgrammar.")
 @click.option("--episodes", type=int, default=15, show_default=True, help="Episodes per API.")

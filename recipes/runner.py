@@ -50,9 +50,12 @@ KINDS = {
     "explore": StageKind("imaginarium.generators.explore_cli:explore", "out", None, ("tools", "cache", "templates", "apis_file")),
     "filter": StageKind("imaginarium.filters.cli:filter_stage", "out", None, ("trials",)),
     "augment": StageKind("imaginarium.filters.cli:augment", "out", None, ("trials", "templates")),
+    "build_sft": StageKind("imaginarium.builders.sft:build_sft", "out", None, ("trials", "tools")),
+    "build_continual": StageKind("imaginarium.builders.continual:build_continual", "out", None,
+                                 ("rows", "batches", "general", "tools")),
 }
 
-GENERATION_KEYS = ("backend", "model", "revision", "structured_backend", "seed", "temperature")
+GENERATION_KEYS = ("backend", "model", "revision", "structured_backend", "base_url", "seed", "temperature")
 
 
 def response_cache(into: Path, source: str | Path | None = None) -> Path:

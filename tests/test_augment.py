@@ -63,7 +63,7 @@ def test_paraphrases_copy_their_seed_and_duplicates_are_dropped(tmp_path, monkey
         "Convert 5 miles to km": ["How many kilometres are 5 miles?", "5 miles in kilometres, please",
                                   "Give 5 miles as km"],
     })
-    monkeypatch.setattr("imaginarium.filters.cli._generator", lambda *a: scripted)
+    monkeypatch.setattr("imaginarium.filters.cli.open_backend", lambda *a, **k: scripted)
     manifest = augment(tmp_path / "kept", tmp_path / "out", target_per_api=4, max_paraphrases=6, semantic=False,
                        progress=False)
     rows = {r["trial_id"]: r for r in read_rows(tmp_path / "out")}

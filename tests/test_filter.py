@@ -84,7 +84,7 @@ def trials_dir(tmp_path):
 
 
 def run_filter(tmp_path, trials_dir, monkeypatch, judge_backend, **options):
-    monkeypatch.setattr("imaginarium.filters.cli._generator", lambda *a: judge_backend)
+    monkeypatch.setattr("imaginarium.filters.cli.open_backend", lambda *a, **k: judge_backend)
     return filter_stage(trials_dir, tmp_path / "out", semantic=False, progress=False, batch_size=3, **options)
 
 
