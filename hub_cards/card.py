@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -70,8 +71,11 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
     manifest = json.loads((release_dir / f"provenance/manifests/{name}.json").read_text(encoding="utf-8"))
     extra = manifest.get("extra") or {}
     first_shard = _first_shard(release_dir, info)
-    columns = pq.read_schema(first_shard).names
+    schema = pq.read_schema(first_shard)
+    columns = schema.names
     kind = "preference" if {"chosen", "rejected"} <= set(columns) else "sft" if "messages" in columns else "rows"
+    if kind == "preference" and schema.field("chosen").type in (pa.string(), pa.large_string()):
+        kind = "preference_text"  # rendered with a chat template: the form Axolotl's DPO can train on
     funnel_file = release_dir / f"provenance/reports/{name}/funnel.json"
     funnel = json.loads(funnel_file.read_text(encoding="utf-8")) if funnel_file.is_file() else extra.get("funnel")
     sources = extra.get("response_sources") or {}

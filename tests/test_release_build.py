@@ -101,7 +101,7 @@ def test_card_says_how_it_was_made_and_what_it_holds(run_dir, tmp_path):
         "| judge | 10 | 2 | judge said the answer is wrong: 1; no final answer: 1 |",
         'load_dataset("me/toy-tools", "sft", revision="v1.2.3")',
         "type: chat_template",
-        "rl: dpo",
+        "train Axolotl on the rendered-text variant",
         "25.0% of the tool responses were simulated by a model rather than returned by the live API (real: 6, simulated: 2)",
         "success was judged by `HuggingFaceTB/SmolLM2-135M-Instruct`",
         "@inproceedings{wang2024ste",
@@ -220,3 +220,15 @@ def test_failed_rebuild_leaves_the_previous_release_intact(tmp_path):
         build_release([tmp_path / "bad"], tmp_path / "r", name="toy", version="2.0.0")
     assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "good", "r"]  # no staging left behind
+
+
+def test_card_shows_axolotl_dpo_only_for_rendered_text_preferences(tmp_path):
+    from imaginarium.stage import write_stage
+
+    rows = [{"prompt": f"<|user|>\nq{i}<|end|>\n", "chosen": "good", "rejected": "bad", "api": "a"} for i in range(2)]
+    write_stage(tmp_path / "text", "rank", {}, {}, rows, extra={"release_config": "preference_text"})
+    build_release([tmp_path / "text"], tmp_path / "r", name="prefs", version="0.2.0", repo_id="me/prefs")
+    card = (tmp_path / "r/README.md").read_text()
+    assert "rl: dpo" in card and "type: passthrough" in card
+    assert 'data_files: ["data/preference_text/train-*.parquet"]' in card
+    assert "revision: v0.2.0" in card
