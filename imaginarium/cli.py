@@ -23,6 +23,7 @@ COMMANDS = {
     "predict": "imaginarium.evaluation.cli:predict_command",
     "tools": "imaginarium.schemas.cli:tools",
     "explore": "imaginarium.generators.explore_cli:explore_command",
+    "rank": "imaginarium.generators.trice_cli:rank_command",
     "run": "imaginarium.recipes.cli:run_command",
     "filter": "imaginarium.filters.cli:filter_command",
     "augment": "imaginarium.filters.cli:augment_command",

@@ -1,0 +1,302 @@
+"""TRICE ranking: scores, rankings and pairs on hand-written candidates; the `rank` stage end to end.
+
+The exact tests drive the sampler with `ScriptedBackend`, a backend that answers each request
+with a hand-written step (checked against the request's JSON Schema constraint), because the
+tiny model's outputs are random: the calls still run through the real executor and the real
+built-in calculator and lookup tools, so their executions are known. The end-to-end test uses
+the tiny model itself on the 20 math questions of tests/data/trice_math.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from imaginarium.errors import InputError
+from imaginarium.executor.builtins import TOOLS
+from imaginarium.executor.executor import Executor
+from imaginarium.filters.ranking import (
+    Executed, Gold, last_number, normalise, pairs, preference_rows, rank, score, sft_rows, task_stats,
+)
+from imaginarium.generators.backend import Backend, Completion
+from imaginarium.generators.trice import Question, Sampler, SamplerConfig, candidate_seed
+from imaginarium.generators.trice_questions import questions_from_trials, read_questions
+from imaginarium.schemas.records import validate_rows
+
+DATA = Path(__file__).parent / "data"
+CALC_SCHEMA = {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"],
+               "additionalProperties": False}
+
+
+def calc(expression: str, ok: bool = True) -> dict:
+    return {"name": "calculator", "arguments": {"expression": expression}, "ok": ok}
+
+
+# -- scoring -------------------------------------------------------------------------------------
+def test_qa_scores_normalised_exact_match():
+    gold = Gold("qa", "The Tokyo")
+    assert normalise("  the  TOKYO!! ") == "tokyo"
+    assert score(Executed([], "tokyo.", True), gold) == (
+        1.1, "correct, well-formed, no successful execution: answer matches the gold after normalisation")
+    assert score(Executed([calc("1")], "Kyoto", True), gold) == (
+        0.11, "wrong, well-formed, executed: answer 'kyoto' != gold 'tokyo'")
+    assert score(Executed([calc("x", ok=False)], None, False), gold) == (
+        0.0, "wrong, malformed, no successful execution: no final answer")
+
+
+def test_math_scores_by_the_last_number_within_tolerance():
+    gold = Gold("math", "1234.5")
+    assert last_number("it is -3 or 1,234.5") == 1234.5
+    assert last_number("no digits here") is None
+    assert score(Executed([calc("1234.5")], "The answer is 1,234.5000001.", True), gold, tolerance=1e-6)[0] == 1.11
+    assert score(Executed([calc("1234.5")], "1234.6", True), gold, tolerance=1e-6) == (
+        0.11, "wrong, well-formed, executed: 1234.6 != gold 1234.5")
+    assert score(Executed([calc("1234.5")], "1234.6", True), gold, tolerance=1e-3)[0] == 1.11
+    assert score(Executed([], "about twelve hundred", True), gold) == (
+        0.1, "wrong, well-formed, no successful execution: no number in the answer")
+
+
+def test_call_scores_by_ast_match_of_any_call():
+    gold = Gold("call", None, {"name": "calculator", "arguments": {"expression": "17 * 23"}})
+    # The second call matches (strings compare after strip + casefold); the first failed to run.
+    value, reason = score(Executed([calc("17*", ok=False), calc(" 17 * 23 ")], "391", True), gold, schema=CALC_SCHEMA)
+    assert (value, reason) == (1.1, "correct, well-formed, no successful execution: call of calculator matches "
+                                    "the gold (arguments match)")
+    assert score(Executed([calc("17 + 23")], "40", True), gold, schema=CALC_SCHEMA) == (
+        0.11, "wrong, well-formed, executed: call of calculator does not match the gold: "
+              "expression: '17 + 23' != '17 * 23'")
+    other = {"name": "convert_units", "arguments": {"value": 1, "from_unit": "km", "to_unit": "m"}, "ok": True}
+    assert score(Executed([other], "1000", True), gold, schema=CALC_SCHEMA) == (
+        0.11, "wrong, well-formed, executed: no call of calculator")
+
+
+# -- ranking and pairing ---------------------------------------------------------------------------
+def cand(name: str, value: float) -> dict:
+    return {"messages": [{"role": "assistant", "content": name}], "score": value, "name": name}
+
+
+def test_rank_is_by_score_and_stable_for_ties():
+    ranked = rank([cand("gold", 1.11), cand("a", 0.1), cand("b", 1.11), cand("c", 1.1), cand("d", 0.1)])
+    assert [c["name"] for c in ranked] == ["gold", "b", "c", "a", "d"]
+
+
+def test_pairs_best_vs_each_worse_and_all_above_a_margin():
+    ranked = rank([cand("gold", 1.11), cand("b", 1.11), cand("c", 1.1), cand("a", 0.1), cand("d", 0.0)])
+    names = lambda found: [(c["name"], r["name"]) for c, r in found]  # noqa: E731
+    assert names(pairs(ranked, "best")) == [("gold", "c"), ("gold", "a"), ("gold", "d")]
+    assert names(pairs(ranked, "best", margin=0.5)) == [("gold", "a"), ("gold", "d")]
+    assert names(pairs(ranked, "all", margin=0.5)) == [
+        ("gold", "a"), ("gold", "d"), ("b", "a"), ("b", "d"), ("c", "a"), ("c", "d")]
+    assert names(pairs(ranked, "all", margin=0.05)) == names(pairs(ranked, "all", margin=0.5)) + [("a", "d")]
+    # Same messages, different scores: nothing to prefer.
+    twin = [cand("x", 1.0), {**cand("x", 0.5), "name": "x2"}]
+    assert pairs(twin, "all") == []
+    with pytest.raises(ValueError, match="unknown pairing rule"):
+        pairs(ranked, "worst")
+
+
+# -- the sampler on hand-written candidates ---------------------------------------------------------
+class ScriptedBackend(Backend):
+    """Answers each request with the next hand-written step of its candidate (see module docstring).
+
+    `script[question text][k]` lists candidate k's steps. A request's candidate is found from its
+    seed: the sampler seeds step n of candidate k with `candidate_seed(seed, question id, k) + n`.
+    """
+
+    name = "scripted"
+
+    def __init__(self, model: str, script: dict[str, list[list]], questions: list[Question]):
+        super().__init__(model)
+        self.script = script
+        self.candidates = {candidate_seed(0, q.id, k): (q.question, k) for q in questions for k in range(len(script[q.question]))}
+        self.requests = []
+
+    def _generate(self, requests):
+        out = []
+        for request in requests:
+            self.requests.append(request)
+            made = sum(1 for m in request.messages[2:] if m["role"] == "assistant")
+            question, k = self.candidates[request.seed - made]
+            assert request.messages[1]["content"] == question
+            step = self.script[question][k][made]
+            if isinstance(step, str):  # a broken output
+                out.append(Completion(step, "invalid", error="not JSON"))
+                continue
+            jsonschema.validate(step, request.constraint.value)
+            out.append(Completion(json.dumps(step), "stop", value=step))
+        return out
+
+
+def act(thought: str, *, call: str | None = None, answer: str | None = None) -> dict:
+    if call is not None:
+        return {"thought": thought, "call": {"name": "calculator", "arguments": {"expression": call}}}
+    return {"thought": thought, "final_answer": answer}
+
+
+MATH = Question("m1", "What is 17 times 23?", "math", "391", ["calculator"],
+                {"name": "calculator", "arguments": {"expression": "17 * 23"}})
+QA = Question("q1", "What is the capital of Japan?", "qa", "Tokyo", ["lookup_country"])
+CALL = Question("c1", "Compute 2 to the 10th.", "call", None, ["calculator"],
+                {"name": "calculator", "arguments": {"expression": "2 ** 10"}})
+SCRIPT = {
+    MATH.question: [
+        [act("use it", call="17 * 23"), act("done", answer="391")],       # right, executed: 1.11
+        [act("guess", answer="400")],                                       # wrong, no call: 0.1
+        [act("try", call="17 x 23"), act("hm", answer="391")],             # right, call failed: 1.1
+        ["{not json", act("ok", answer="391")],                             # right, malformed: 1.0
+    ],
+    QA.question: [
+        [{"thought": "look", "call": {"name": "lookup_country", "arguments": {"country": "Japan"}}},
+         act("found", answer="tokyo")],                                     # 1.11
+        [act("know it", answer="Kyoto")],                                   # 0.1
+        [{"thought": "look", "call": {"name": "lookup_country", "arguments": {"country": "Atlantis"}}},
+         act("unsure", answer="The Tokyo.")],                               # 1.1
+        [act("know it", answer="Tokyo")],                                   # 1.1 (same score: order kept)
+    ],
+    CALL.question: [
+        [act("power", call="2**10"), act("done", answer="1024")],          # AST: "2**10" != "2 ** 10": 0.11
+        [act("power", call="2 ** 10"), act("done", answer="1024")],        # 1.11
+        [act("a", call="2 ** 10"), act("b", call="2 ** 10"), act("c", answer="1024")],  # 2 calls, then only an answer
+        [act("skip", answer="1024")],                                       # no call: 0.1
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def ranked_rows():
+    tools = TOOLS()
+    backends = [ScriptedBackend("m-a", SCRIPT, [MATH, QA, CALL]), ScriptedBackend("m-b", SCRIPT, [MATH, QA, CALL])]
+    sampler = Sampler(tools, backends, Executor(tools), SamplerConfig(candidates=4, temperatures=[0.5, 1.0],
+                                                                      max_turns=2), system="Be brief.")
+    rows = sampler.run_batch([MATH, QA, CALL])
+    return rows, backends
+
+
+def summary(row):
+    return [(c["model"], c["score"], c["final_answer"]) for c in row["candidates"]]
+
+
+def test_sampler_scores_and_ranks_executed_candidates_exactly(ranked_rows):
+    rows, backends = ranked_rows
+    validate_rows("ranking_row", rows)
+    math_row, qa_row, call_row = rows
+    assert summary(math_row) == [("gold", 1.11, "391"), ("m-a", 1.11, "391"), ("m-a", 1.1, "391"),
+                                 ("m-b", 1.0, "391"), ("m-b", 0.1, "400")]
+    assert summary(qa_row) == [("m-a", 1.11, "tokyo"), ("gold", 1.1, "Tokyo"), ("m-a", 1.1, "The Tokyo."),
+                               ("m-b", 1.1, "Tokyo"), ("m-b", 0.1, "Kyoto")]
+    assert summary(call_row) == [("m-b", 1.11, "1024"), ("m-a", 1.11, "1024"), ("gold", 1.01, None),
+                                 ("m-a", 0.11, "1024"), ("m-b", 0.1, "1024")]
+    assert math_row["gold"] == "391" and call_row["gold"] == '{"arguments": {"expression": "2 ** 10"}, "name": "calculator"}'
+    # Real executions: the gold call's observation and a failed call's error.
+    gold = math_row["candidates"][0]["messages"]
+    assert [m["role"] for m in gold] == ["assistant", "tool", "assistant"]
+    assert json.loads(gold[1]["content"])["result"] == 391 and gold[1]["tool_call_id"] == gold[0]["tool_calls"][0]["id"]
+    failed = math_row["candidates"][2]["messages"]
+    assert failed[1]["content"].startswith("ValueError") and "17 x 23" in failed[1]["content"]
+    assert math_row["candidates"][2]["reason"] == "correct, well-formed, no successful execution: 391 equals the gold 391 within 1e-06"
+    # Candidates take models and temperatures in turn: k even on m-a at 0.5, k odd on m-b at 1.0.
+    assert {(b.model, r.temperature) for b in backends for r in b.requests} == {("m-a", 0.5), ("m-b", 1.0)}
+    # After max_turns calls only an answer is allowed.
+    third = [r for r in backends[0].requests if r.messages[1]["content"] == CALL.question][-1]
+    assert "anyOf" not in third.constraint.value and "final_answer" in third.constraint.value["properties"]
+
+
+def test_preference_and_sft_rows_from_ranked_candidates(ranked_rows):
+    rows, _ = ranked_rows
+    best = preference_rows(rows, "best")
+    validate_rows("preference_row", best)
+    assert [(p["question_id"], p["chosen_score"], p["rejected_score"]) for p in best] == [
+        ("m1", 1.11, 1.1), ("m1", 1.11, 1.0), ("m1", 1.11, 0.1),
+        ("q1", 1.11, 1.1), ("q1", 1.11, 1.1), ("q1", 1.11, 1.1), ("q1", 1.11, 0.1),
+        ("c1", 1.11, 1.01), ("c1", 1.11, 0.11), ("c1", 1.11, 0.1)]
+    assert best[0]["chosen"][0]["tool_calls"][0]["function"]["name"] == "calculator"
+    assert best[0]["tools"][0]["function"]["name"] == "calculator"
+    assert [m["role"] for m in best[0]["prompt"]] == ["system", "user"]
+    margin = preference_rows(rows, "all", margin=0.5)
+    assert [(p["question_id"], p["chosen_score"], p["rejected_score"]) for p in margin] == [
+        ("m1", 1.11, 0.1), ("m1", 1.11, 0.1), ("m1", 1.1, 0.1), ("m1", 1.0, 0.1),
+        ("q1", 1.11, 0.1), ("q1", 1.1, 0.1), ("q1", 1.1, 0.1), ("q1", 1.1, 0.1),
+        ("c1", 1.11, 0.11), ("c1", 1.11, 0.1), ("c1", 1.11, 0.11), ("c1", 1.11, 0.1),
+        ("c1", 1.01, 0.11), ("c1", 1.01, 0.1)]
+    sft = sft_rows(rows, "best")
+    validate_rows("sft_row", sft)
+    assert [(r["origin_trial"], json.loads(r["scores"])["model"]) for r in sft] == [
+        ("m1", "gold"), ("q1", "m-a"), ("c1", "m-b")]
+    assert sft[0]["messages"][0] == {"role": "system", "content": "Be brief.", "tool_calls": None,
+                                     "tool_call_id": None, "name": None}
+    assert sft[1]["api"] == "lookup_country" and sft[0]["source"] == "trice"
+    assert [r["origin_trial"] for r in sft_rows(rows, "gold")] == ["m1", "q1", "c1"]
+
+
+def test_task_stats(ranked_rows):
+    rows, _ = ranked_rows
+    unpaired = {**rows[0], "question_id": "m2", "candidates": rows[0]["candidates"][:2]}  # both 1.11
+    stats = task_stats(rows + [unpaired])
+    assert stats["math"] == {
+        "questions": 2, "candidates_per_question": {"mean": 3.5, "min": 2, "max": 5},
+        "score_distribution": {"1.11": 4, "1.1": 1, "1": 1, "0.1": 1}, "share_with_preference_signal": 0.5}
+    assert stats["qa"]["score_distribution"] == {"1.11": 1, "1.1": 3, "0.1": 1}
+    assert stats["call"]["share_with_preference_signal"] == 1.0
+
+
+# -- questions ---------------------------------------------------------------------------------------
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"answer": "1"}, "row 0, field question: missing or empty"),
+    ({"question": "q?", "task": "math", "answer": "none"}, "row 0, field answer: a math answer needs a number"),
+    ({"question": "q?", "task": "sum", "answer": "1"}, "row 0, field task: 'sum' is not one of qa, math, call"),
+    ({"question": "q?", "task": "call"}, "row 0, field call: a call task needs the gold call"),
+    ({"question": "q?", "answer": "1", "tools": ["nope"]}, "row 0, field tools: unknown tool(s) nope"),
+    ({"question": "q?", "call": {"name": "calculator", "arguments": "[1]"}}, "row 0, field call/arguments: must be a JSON object"),
+    ({"question": "q?", "answer": "1", "tools": ["add_date"], "call": {"name": "calculator", "arguments": {}}},
+     "row 0, field call: the gold call's tool calculator is not among the question's tools"),
+])
+def test_bad_questions_name_row_and_field(tmp_path, row, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        read_questions(write_jsonl(tmp_path / "q.jsonl", [row]), TOOLS())
+
+
+def test_question_defaults(tmp_path):
+    questions, _ = read_questions(write_jsonl(tmp_path / "q.jsonl", [
+        {"question": "Capital of Peru?", "answer": "Lima"},
+        {"id": "c", "question": "2+2?", "call": {"name": "calculator", "arguments": '{"expression": "2+2"}'}}]), TOOLS())
+    assert questions[0].id == "0" and questions[0].task == "qa" and len(questions[0].tools) == len(TOOLS())
+    assert questions[1].task == "call" and questions[1].call == {"name": "calculator", "arguments": {"expression": "2+2"}}
+
+
+def test_successful_ste_trials_become_questions():
+    def trial(tid, succeeded, source, status="ok", answer="It is 391."):
+        observation = json.dumps({"content": "{}", "status": status, "source": source})
+        steps = [{"action": "call", "call": {"name": "calculator", "arguments": '{"expression": "17*23"}'},
+                  "observation": observation},
+                 {"action": "call", "call": {"name": "calculator", "arguments": '{"expression": "bad"}'},
+                  "observation": json.dumps({"content": "ValueError", "status": "error", "source": "real"})},
+                 {"action": "final_answer", "call": None, "observation": None}]
+        return {"trial_id": tid, "query": f"query {tid}", "succeeded": succeeded, "final_answer": answer,
+                "tools_shown": ["calculator", "add_date"], "steps": steps}
+
+    rows = [trial("a", True, "cached"), trial("b", False, "real"), trial("c", True, "simulated"),
+            trial("d", True, "real", answer=None), trial("e", True, "real")]
+    questions, counts = questions_from_trials(rows, TOOLS())
+    assert counts == {"questions": 2, "trials_skipped": 3}
+    assert [(q.id, q.task, q.answer, q.tools) for q in questions] == [
+        ("a", "call", "It is 391.", ["calculator", "add_date"]), ("e", "call", "It is 391.", ["calculator", "add_date"])]
+    assert questions[0].call == {"name": "calculator", "arguments": {"expression": "17*23"}}
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
+    path = write_jsonl(tmp_path / "q.jsonl", [{"question": "q?", "task": "math", "answer": "x"}])
+    result = subprocess.run([sys.executable, "-m", "imaginarium.cli", "rank", str(path), "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path}: row 0, field answer: a math answer needs a number, got 'x'"
+    assert not (tmp_path / "out").exists()
