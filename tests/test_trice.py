@@ -300,3 +300,85 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {path}: row 0, field answer: a math answer needs a number, got 'x'"
     assert not (tmp_path / "out").exists()
+
+
+# -- end to end: the tiny model, the built-in calculator, 20 math questions ---------------------------
+RUN_OPTIONS = dict(candidates=2, min_calls=1, max_turns=1, max_thought_chars=8, max_answer_chars=12,
+                   max_argument_chars=16, max_tokens=96, batch_size=10)
+
+
+@pytest.fixture(scope="module")
+def math_run(tiny_model, tmp_path_factory):
+    from imaginarium.generators.trice_cli import rank
+
+    out = tmp_path_factory.mktemp("trice") / "run"
+    manifests = rank(DATA / "trice_math.jsonl", out, model=str(tiny_model), render_with=str(tiny_model),
+                     progress=False, **RUN_OPTIONS)
+    return out, manifests
+
+
+def load(directory: Path):
+    import datasets
+
+    return datasets.load_dataset("parquet", data_files=str(directory / "data" / "*.parquet"), split="train")
+
+
+def test_rank_end_to_end_with_real_executions(math_run):
+    out, manifests = math_run
+    ranking = load(out / "ranking").to_list()
+    validate_rows("ranking_row", ranking)
+    assert [r["question_id"] for r in ranking] == [f"math-{i:02d}" for i in range(1, 21)]
+    executor = Executor(TOOLS())
+    for row in ranking:
+        assert len(row["candidates"]) == 3 and [c["score"] for c in row["candidates"]] == sorted(
+            (c["score"] for c in row["candidates"]), reverse=True)
+        gold = [c for c in row["candidates"] if c["model"] == "gold"]
+        assert len(gold) == 1 and gold[0]["score"] == 1.11, row["question_id"]  # the gold answers are right
+        for candidate in row["candidates"]:
+            call_message, tool_message = candidate["messages"][:2]
+            (call,) = call_message["tool_calls"]
+            assert call["function"]["name"] == "calculator"
+            # The observation is what the calculator really returns for those arguments.
+            again = executor.execute({"name": "calculator", "arguments": call["function"]["arguments"]})
+            assert tool_message["content"] == again.content and tool_message["tool_call_id"] == call["id"]
+    stats = manifests["ranking"]["extra"]["stats"]["math"]
+    signal = sum(1 for r in ranking if len({c["score"] for c in r["candidates"]}) > 1) / 20
+    assert stats["questions"] == 20 and stats["candidates_per_question"] == {"mean": 3, "min": 3, "max": 3}
+    assert stats["share_with_preference_signal"] == signal
+    assert sum(stats["score_distribution"].values()) == 60
+    assert manifests["ranking"]["counts"] == {"rows": 20, "questions": 20, "candidates": 60}
+
+
+def test_rank_outputs_load_with_datasets(math_run):
+    out, manifests = math_run
+    preference, sft, text = load(out / "preference"), load(out / "sft"), load(out / "preference_text")
+    validate_rows("preference_row", preference.to_list())
+    validate_rows("sft_row", sft.to_list())
+    ranking = load(out / "ranking").to_list()
+    assert len(preference) == len(preference_rows(ranking, "best")) > 0
+    assert all(p["chosen_score"] > p["rejected_score"] for p in preference)
+    assert all(m["tool_calls"] for p in preference for m in p["chosen"][:1])
+    assert len(sft) == 20 and all(json.loads(r["scores"])["score"] >= 1 for r in sft)
+    assert len(text) == len(preference) and set(text.column_names) >= {"prompt", "chosen", "rejected"}
+    assert all('"calculator"' in row["prompt"] and "calculator" in row["chosen"] for row in text)
+    assert {name: m["extra"]["release_config"] for name, m in manifests.items()} == {
+        "ranking": "trice_ranking", "preference": "trice_preference", "sft": "trice_sft",
+        "preference_text": "preference_text"}
+
+
+def test_cli_rerun_is_a_no_op_and_prints_stats(math_run, tiny_model):
+    from click.testing import CliRunner
+
+    from imaginarium.generators.trice_cli import rank_command
+
+    out, manifests = math_run
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in RUN_OPTIONS.items()]
+    result = CliRunner().invoke(rank_command, [str(DATA / "trice_math.jsonl"), "-o", str(out), "--model",
+                                               str(tiny_model), "--render-with", str(tiny_model), *options])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"20 questions, 60 candidates -> {out}/ranking"
+    assert lines[1].startswith("math: 20 questions, 3 candidates each (min 3, max 3), ")
+    assert lines[-1] == f"{manifests['preference']['counts']['rows']} preference pairs, 20 SFT rows"
+    for name, manifest in manifests.items():
+        assert json.loads((out / name / "manifest.json").read_text())["created_at"] == manifest["created_at"]
