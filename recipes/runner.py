@@ -51,6 +51,7 @@ KINDS = {
     "filter": StageKind("imaginarium.filters.cli:filter_stage", "out", None, ("trials",)),
     "augment": StageKind("imaginarium.filters.cli:augment", "out", None, ("trials", "templates")),
     "build_sft": StageKind("imaginarium.builders.sft:build_sft", "out", None, ("trials", "tools")),
+    "rank": StageKind("imaginarium.generators.trice_cli:rank", "out", None, ("questions", "tools", "cache", "templates")),
     "build_continual": StageKind("imaginarium.builders.continual:build_continual", "out", None,
                                  ("rows", "batches", "general", "tools")),
 }

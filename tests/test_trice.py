@@ -382,3 +382,17 @@ def test_cli_rerun_is_a_no_op_and_prints_stats(math_run, tiny_model):
     assert lines[-1] == f"{manifests['preference']['counts']['rows']} preference pairs, 20 SFT rows"
     for name, manifest in manifests.items():
         assert json.loads((out / name / "manifest.json").read_text())["created_at"] == manifest["created_at"]
+
+
+def test_recipe_stage_kind_rank(tmp_path):
+    """The runner chains `rank` like any stage (candidates 0: the gold only, so no model loads)."""
+    from imaginarium.recipes.runner import run_recipe
+
+    (tmp_path / "q.jsonl").write_text((DATA / "trice_math.jsonl").read_text())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t\nstages:\n  - name: trice\n    uses: rank\n"
+                      "    with: {questions: q.jsonl, candidates: 0}\n")
+    outputs = run_recipe(recipe, tmp_path / "run", progress=False, echo=lambda line: None)
+    assert outputs["trice"] == tmp_path / "run" / "trice"
+    rows = json.loads((tmp_path / "run/trice/sft/manifest.json").read_text())["counts"]["rows"]
+    assert rows == 20 and not (tmp_path / "run/trice/preference_text").exists()
