@@ -49,6 +49,7 @@ $(AXOLOTL_STAMP): $(AXOLOTL_REQS)
 axolotl-env: $(AXOLOTL_STAMP)
 
 # CI for the recipes: render -> check (validation, preprocessing, masking) -> 2 CPU training steps,
-# for sft-lora and dpo, on the tiny model and a release built by the pipeline.
+# for sft-lora and dpo, on the tiny model and a release built by the pipeline; and the DPO rows
+# of `imaginarium rank` through Axolotl's check.
 axolotl-ci: install axolotl-env
-	$(VENV)/bin/python -m pytest -q tests/test_axolotl_env.py
+	$(VENV)/bin/python -m pytest -q tests/test_axolotl_env.py tests/test_trice_axolotl.py
