@@ -396,3 +396,36 @@ def test_recipe_stage_kind_rank(tmp_path):
     assert outputs["trice"] == tmp_path / "run" / "trice"
     rows = json.loads((tmp_path / "run/trice/sft/manifest.json").read_text())["counts"]["rows"]
     assert rows == 20 and not (tmp_path / "run/trice/preference_text").exists()
+
+
+def test_sigkill_mid_run_then_resume_keeps_finished_batches(tiny_model, tmp_path):
+    import os
+    import signal
+    import time
+
+    import pyarrow.parquet as pq
+
+    from imaginarium.stage import read_manifest, read_rows
+
+    out = tmp_path / "run"
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in {**RUN_OPTIONS, "batch_size": 2}.items()]
+    command = [sys.executable, "-m", "imaginarium.cli", "rank", str(DATA / "trice_math.jsonl"), "-o", str(out),
+               "--model", str(tiny_model), *options]
+    env = dict(os.environ, TORCHDYNAMO_DISABLE="1")
+    progress = out / "ranking" / ".progress"
+    with open(tmp_path / "log.txt", "w") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and len(list(progress.glob("chunk-*.parquet"))) < 2:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert read_manifest(out / "ranking") is None, "the run finished before it could be killed"
+    before = [row for chunk in sorted(progress.glob("chunk-*.parquet")) for row in pq.read_table(chunk).to_pylist()]
+    assert before, (tmp_path / "log.txt").read_text()[-3000:]
+
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    rows = read_rows(out / "ranking")
+    assert [r["question_id"] for r in rows] == [f"math-{i:02d}" for i in range(1, 21)]
+    by_id = {r["question_id"]: r for r in rows}
+    assert all(by_id[row["question_id"]] == row for row in before)  # finished batches kept, not redone
