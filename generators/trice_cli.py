@@ -74,6 +74,8 @@ def rank(
         raise InputError("must be at least 1", where="--batch-size")
     if candidates < 0:
         raise InputError("must be at least 0", where="--candidates")
+    if max_turns < 0:
+        raise InputError("must be at least 0", where="--max-turns")
     if not 0 <= min_calls <= max_turns:
         raise InputError("must be between 0 and --max-turns", where="--min-calls")
     try:

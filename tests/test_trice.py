@@ -429,3 +429,16 @@ def test_sigkill_mid_run_then_resume_keeps_finished_batches(tiny_model, tmp_path
     assert [r["question_id"] for r in rows] == [f"math-{i:02d}" for i in range(1, 21)]
     by_id = {r["question_id"]: r for r in rows}
     assert all(by_id[row["question_id"]] == row for row in before)  # finished batches kept, not redone
+
+
+def test_run_directory_makes_a_release(math_run, tmp_path):
+    import datasets
+
+    from imaginarium.hub_cards.release import build_release
+
+    out, manifests = math_run
+    build_release([out], tmp_path / "release", name="trice-test", version="0.1.0")
+    preference = datasets.load_dataset(str(tmp_path / "release"), "trice_preference", split="train")
+    ranking = datasets.load_dataset(str(tmp_path / "release"), "trice_ranking", split="train")
+    assert len(preference) == manifests["preference"]["counts"]["rows"] and len(ranking) == 20
+    assert preference[0]["chosen"][0]["tool_calls"][0]["function"]["name"] == "calculator"
