@@ -207,7 +207,8 @@ def task_stats(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         signal = sum(1 for s in scores if s and max(s) > min(s))
         stats[task] = {
             "questions": len(scores),
-            "candidates_per_question": {"mean": round(sum(sizes) / len(sizes), 3), "min": min(sizes), "max": max(sizes)},
+            "candidates_per_question": {"mean": round(sum(sizes) / len(sizes), 3), "min": min(sizes),
+                                        "max": max(sizes)},
             "score_distribution": dict(sorted(distribution.items(), key=lambda kv: -float(kv[0]))),
             "share_with_preference_signal": round(signal / len(scores), 4),
         }

@@ -169,7 +169,8 @@ class Sampler:
     def _request(self, episode: Episode) -> GenerationRequest:
         step = len(episode.calls) + episode.invalid
         return GenerationRequest(
-            messages=episode.conversation, constraint=Constraint.json(self._schema(episode.question, len(episode.calls))),
+            messages=episode.conversation,
+            constraint=Constraint.json(self._schema(episode.question, len(episode.calls))),
             tools=[t.openai_tool() for t in self.shown(episode.question)], max_tokens=self.config.max_tokens,
             temperature=episode.temperature, seed=episode.seed + step)
 

@@ -13,6 +13,7 @@ derived from it and are no-ops when it and their settings are unchanged.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,22 +87,42 @@ def rank(
         raise InputError("give one or more temperatures >= 0", where="--temperatures")
     if cache is None and cache_mode != "replay":
         raise InputError(f"--cache-mode {cache_mode} stores responses: give --cache FILE (created if absent)")
-    model_names = [m.strip() for m in (models or model).split(",") if m.strip()]
-    ranking = _ranking_stage(questions, out / "ranking", tools, candidates, backend, model_names, revision,
-                             structured_backend, base_url, temps, seed, max_turns, min_calls, max_tokens, max_thought_chars,
-                             max_answer_chars, max_argument_chars, not no_gold, tolerance, system, trials_task,
-                             cache, cache_mode, batch_size, templates, progress)
-    manifests = {"ranking": ranking, **derived_stages(out, pairs, margin, sft_from, render_with)}
-    return manifests
+    from imaginarium.generators.trice import SamplerConfig
+
+    sampler_config = SamplerConfig(
+        candidates=candidates, temperatures=temps, seed=seed, max_turns=max_turns, min_calls=min_calls,
+        max_tokens=max_tokens, max_thought_chars=max_thought_chars, max_answer_chars=max_answer_chars,
+        max_argument_chars=max_argument_chars, include_gold=not no_gold, tolerance=tolerance)
+    generation = Generation(backend, [m.strip() for m in (models or model).split(",") if m.strip()], revision,
+                            structured_backend, base_url)
+    settings = {"system": system or None, "trials_task": trials_task, "cache_mode": cache_mode,
+                "batch_size": batch_size, "templates": str(templates) if templates else None}
+    ranking = _ranking_stage(questions, out / "ranking", tools, sampler_config, generation, settings, cache, progress)
+    return {"ranking": ranking, **derived_stages(out, pairs, margin, sft_from, render_with)}
 
 
-def _ranking_stage(questions, out, tools, candidates, backend, model_names, revision, structured_backend, base_url,
-                   temps, seed, max_turns, min_calls, max_tokens, max_thought_chars, max_answer_chars, max_argument_chars,
-                   include_gold, tolerance, system, trials_task, cache, cache_mode, batch_size, templates,
-                   progress) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Generation:
+    """The backend options shared by every generating command, for one or more models."""
+
+    backend: str
+    models: list[str]
+    revision: str | None
+    structured_backend: str
+    base_url: str | None
+
+    def open(self, model: str):
+        from imaginarium.generators.backends import open_backend
+
+        return open_backend(self.backend, model, revision=self.revision,
+                            structured_backend=self.structured_backend, base_url=self.base_url)
+
+
+def _ranking_stage(questions, out: Path, tools, sampler_config, generation: Generation, settings: dict[str, Any],
+                   cache, progress: bool) -> dict[str, Any]:
+    """Sample and score into OUT/ranking, one durable chunk per batch of questions."""
     from imaginarium.executor.builtins import TOOLS
     from imaginarium.filters.ranking import task_stats
-    from imaginarium.generators.trice import SamplerConfig
     from imaginarium.generators.trice_questions import read_questions
     from imaginarium.jsonutil import content_hash
     from imaginarium.schemas.records import arrow_schema
@@ -109,19 +130,11 @@ def _ranking_stage(questions, out, tools, candidates, backend, model_names, revi
     from imaginarium.stage import StageWriter
 
     specs = read_tools(tools) if tools is not None else TOOLS()
-    items, input_counts = read_questions(questions, specs, trials_task=trials_task)
-    sampler_config = SamplerConfig(
-        candidates=candidates, temperatures=temps, seed=seed, max_turns=max_turns, min_calls=min_calls, max_tokens=max_tokens,
-        max_thought_chars=max_thought_chars, max_answer_chars=max_answer_chars,
-        max_argument_chars=max_argument_chars, include_gold=include_gold, tolerance=tolerance)
-    config = {
-        **sampler_config.__dict__, "backend": backend, "models": model_names, "revision": revision,
-        "structured_backend": structured_backend, "system": system or None, "trials_task": trials_task,
-        "tools": str(tools) if tools else "builtin", "tools_hash": content_hash([s.model_dump(mode="json") for s in specs]),
-        "cache_mode": cache_mode, "batch_size": batch_size,
-        "templates": str(templates) if templates else None,
-    }
-    inputs = {"questions": questions, **({"templates": templates} if templates else {})}
+    items, input_counts = read_questions(questions, specs, trials_task=settings["trials_task"])
+    config = {**asdict(sampler_config), **asdict(generation), **settings, "tools": str(tools) if tools else "builtin",
+              "tools_hash": content_hash([spec.model_dump(mode="json") for spec in specs])}
+    config.pop("base_url")  # where the server runs does not shape the data
+    inputs = {"questions": questions, **({"templates": settings["templates"]} if settings["templates"] else {})}
     writer = StageWriter(out, "rank", config, inputs, schema=arrow_schema("ranking_row"))
     if writer.done:
         return writer.manifest
@@ -129,39 +142,35 @@ def _ranking_stage(questions, out, tools, candidates, backend, model_names, revi
         finished = writer.finished_units()
         todo = [q for q in items if q.id not in finished]
         if todo:
-            _sample(writer, todo, specs, backend, model_names, revision, structured_backend, base_url,
-                    sampler_config, system, cache, cache_mode, batch_size, templates, progress)
+            _sample(writer, todo, specs, sampler_config, generation, settings, cache, progress)
         rows = writer.progress_rows()
-        stats = task_stats(rows)
         counts = {**input_counts, "candidates": sum(len(r["candidates"]) for r in rows)}
-        extra = {"release_config": RELEASE_CONFIGS["ranking"], "stats": stats,
-                 "models": [{"id": m, "revision": revision, "role": "candidates"} for m in model_names],
-                 "backend": backend, "seeds": [seed]}
+        extra = {"release_config": RELEASE_CONFIGS["ranking"], "stats": task_stats(rows),
+                 "models": [{"id": m, "revision": generation.revision, "role": "candidates"}
+                            for m in generation.models],
+                 "backend": generation.backend, "seeds": [sampler_config.seed]}
         return writer.finish(counts=counts, extra=extra, sort_by=["question_id"])
 
 
-def _sample(writer, todo, specs, backend, model_names, revision, structured_backend, base_url, sampler_config,
-            system, cache, cache_mode, batch_size, templates, progress) -> None:
+def _sample(writer, todo, specs, sampler_config, generation: Generation, settings: dict[str, Any], cache,
+            progress: bool) -> None:
     from imaginarium.executor.cache import ResponseCache
     from imaginarium.executor.executor import Executor
-    from imaginarium.generators.backends import open_backend
     from imaginarium.generators.trice import Sampler
     from imaginarium.progress import batches
 
-    backends = [open_backend(backend, name, revision=revision, structured_backend=structured_backend,
-                             base_url=base_url) for name in model_names] if sampler_config.candidates else []
+    backends = [generation.open(name) for name in generation.models] if sampler_config.candidates else []
     response_cache = ResponseCache(cache) if cache is not None else None
     simulator = None
-    if cache_mode == "simulate":
+    if settings["cache_mode"] == "simulate":
         from imaginarium.executor.simulate import Simulator
 
-        simulator = Simulator(backends[0] if backends else open_backend(
-            backend, model_names[0], revision=revision, structured_backend=structured_backend, base_url=base_url))
+        simulator = Simulator(backends[0] if backends else generation.open(generation.models[0]))
     try:
-        executor = Executor(specs, response_cache, cache_mode, simulator=simulator)
-        sampler = Sampler(specs, backends, executor, sampler_config, system=system or None,
-                          templates=str(templates) if templates else None)
-        for batch in batches(todo, batch_size, "ranking questions", progress):
+        executor = Executor(specs, response_cache, settings["cache_mode"], simulator=simulator)
+        sampler = Sampler(specs, backends, executor, sampler_config, system=settings["system"],
+                          templates=settings["templates"])
+        for batch in batches(todo, settings["batch_size"], "ranking questions", progress):
             rows = sampler.run_batch(list(batch))
             writer.append(rows, units=[row["question_id"] for row in rows])
     finally:

@@ -28,7 +28,8 @@ from imaginarium.schemas.toolspec import ToolSpec
 from imaginarium.stage import read_rows
 
 
-def read_questions(path: str | Path, tools: list[ToolSpec], *, trials_task: str = "call") -> tuple[list[Question], dict[str, int]]:
+def read_questions(path: str | Path, tools: list[ToolSpec], *,
+                   trials_task: str = "call") -> tuple[list[Question], dict[str, int]]:
     """(questions, counts) from a question file / stage directory or a stage directory of trials."""
     path = Path(path)
     if path.is_dir():

@@ -113,7 +113,8 @@ class ScriptedBackend(Backend):
     def __init__(self, model: str, script: dict[str, list[list]], questions: list[Question]):
         super().__init__(model)
         self.script = script
-        self.candidates = {candidate_seed(0, q.id, k): (q.question, k) for q in questions for k in range(len(script[q.question]))}
+        self.candidates = {candidate_seed(0, q.id, k): (q.question, k)
+                           for q in questions for k in range(len(script[q.question]))}
         self.requests = []
 
     def _generate(self, requests):
@@ -191,14 +192,16 @@ def test_sampler_scores_and_ranks_executed_candidates_exactly(ranked_rows):
                                ("m-b", 1.1, "Tokyo"), ("m-b", 0.1, "Kyoto")]
     assert summary(call_row) == [("m-b", 1.11, "1024"), ("m-a", 1.11, "1024"), ("gold", 1.01, None),
                                  ("m-a", 0.11, "1024"), ("m-b", 0.1, "1024")]
-    assert math_row["gold"] == "391" and call_row["gold"] == '{"arguments": {"expression": "2 ** 10"}, "name": "calculator"}'
+    assert math_row["gold"] == "391"
+    assert call_row["gold"] == '{"arguments": {"expression": "2 ** 10"}, "name": "calculator"}'
     # Real executions: the gold call's observation and a failed call's error.
     gold = math_row["candidates"][0]["messages"]
     assert [m["role"] for m in gold] == ["assistant", "tool", "assistant"]
     assert json.loads(gold[1]["content"])["result"] == 391 and gold[1]["tool_call_id"] == gold[0]["tool_calls"][0]["id"]
     failed = math_row["candidates"][2]["messages"]
     assert failed[1]["content"].startswith("ValueError") and "17 x 23" in failed[1]["content"]
-    assert math_row["candidates"][2]["reason"] == "correct, well-formed, no successful execution: 391 equals the gold 391 within 1e-06"
+    assert math_row["candidates"][2]["reason"] == (
+        "correct, well-formed, no successful execution: 391 equals the gold 391 within 1e-06")
     # Candidates take models and temperatures in turn: k even on m-a at 0.5, k odd on m-b at 1.0.
     assert {(b.model, r.temperature) for b in backends for r in b.requests} == {("m-a", 0.5), ("m-b", 1.0)}
     # After max_turns calls only an answer is allowed.
@@ -256,7 +259,8 @@ def write_jsonl(path: Path, rows: list) -> Path:
     ({"question": "q?", "task": "sum", "answer": "1"}, "row 0, field task: 'sum' is not one of qa, math, call"),
     ({"question": "q?", "task": "call"}, "row 0, field call: a call task needs the gold call"),
     ({"question": "q?", "answer": "1", "tools": ["nope"]}, "row 0, field tools: unknown tool(s) nope"),
-    ({"question": "q?", "call": {"name": "calculator", "arguments": "[1]"}}, "row 0, field call/arguments: must be a JSON object"),
+    ({"question": "q?", "call": {"name": "calculator", "arguments": "[1]"}},
+     "row 0, field call/arguments: must be a JSON object"),
     ({"question": "q?", "answer": "1", "tools": ["add_date"], "call": {"name": "calculator", "arguments": {}}},
      "row 0, field call: the gold call's tool calculator is not among the question's tools"),
 ])
@@ -268,9 +272,11 @@ def test_bad_questions_name_row_and_field(tmp_path, row, message):
 def test_question_defaults(tmp_path):
     questions, _ = read_questions(write_jsonl(tmp_path / "q.jsonl", [
         {"question": "Capital of Peru?", "answer": "Lima"},
-        {"id": "c", "question": "2+2?", "call": {"name": "calculator", "arguments": '{"expression": "2+2"}'}}]), TOOLS())
+        {"id": "c", "question": "2+2?", "call": {"name": "calculator", "arguments": '{"expression": "2+2"}'}}]),
+        TOOLS())
     assert questions[0].id == "0" and questions[0].task == "qa" and len(questions[0].tools) == len(TOOLS())
-    assert questions[1].task == "call" and questions[1].call == {"name": "calculator", "arguments": {"expression": "2+2"}}
+    assert questions[1].task == "call"
+    assert questions[1].call == {"name": "calculator", "arguments": {"expression": "2+2"}}
 
 
 def test_successful_ste_trials_become_questions():
@@ -289,7 +295,8 @@ def test_successful_ste_trials_become_questions():
     questions, counts = questions_from_trials(rows, TOOLS())
     assert counts == {"questions": 2, "trials_skipped": 3}
     assert [(q.id, q.task, q.answer, q.tools) for q in questions] == [
-        ("a", "call", "It is 391.", ["calculator", "add_date"]), ("e", "call", "It is 391.", ["calculator", "add_date"])]
+        ("a", "call", "It is 391.", ["calculator", "add_date"]),
+        ("e", "call", "It is 391.", ["calculator", "add_date"])]
     assert questions[0].call == {"name": "calculator", "arguments": {"expression": "17*23"}}
 
 
