@@ -279,25 +279,48 @@ def test_question_defaults(tmp_path):
     assert questions[1].call == {"name": "calculator", "arguments": {"expression": "2+2"}}
 
 
-def test_successful_ste_trials_become_questions():
-    def trial(tid, succeeded, source, status="ok", answer="It is 391."):
-        observation = json.dumps({"content": "{}", "status": status, "source": source})
-        steps = [{"action": "call", "call": {"name": "calculator", "arguments": '{"expression": "17*23"}'},
-                  "observation": observation},
-                 {"action": "call", "call": {"name": "calculator", "arguments": '{"expression": "bad"}'},
-                  "observation": json.dumps({"content": "ValueError", "status": "error", "source": "real"})},
-                 {"action": "final_answer", "call": None, "observation": None}]
-        return {"trial_id": tid, "query": f"query {tid}", "succeeded": succeeded, "final_answer": answer,
-                "tools_shown": ["calculator", "add_date"], "steps": steps}
+def ste_trial(tid, succeeded, source, status="ok", answer="It is 391."):
+    """An episode-trial record: a call of 17*23 (its response from `source`), a failed call, an answer."""
+    def step(action, arguments=None, observation=None):
+        call = {"name": "calculator", "arguments": json.dumps({"expression": arguments})} if arguments else None
+        return {"thought": "t", "action": action, "call": call, "parse_error": None,
+                "observation": json.dumps(observation) if observation else None}
 
-    rows = [trial("a", True, "cached"), trial("b", False, "real"), trial("c", True, "simulated"),
-            trial("d", True, "real", answer=None), trial("e", True, "real")]
+    steps = [step("call", "17*23", {"content": '{"result": 391}', "status": status, "source": source}),
+             step("call", "bad", {"content": "ValueError", "status": "error", "source": "real"}),
+             step("final_answer")]
+    return {"trial_id": tid, "api": "calculator", "episode": 0, "slot": 0, "query": f"query {tid}",
+            "tools_shown": ["calculator", "add_date"], "steps": steps, "final_answer": answer,
+            "succeeded": succeeded, "reflection": "yes", "model": "hand", "backend": "none", "seed": 0}
+
+
+def test_successful_ste_trials_become_questions():
+    rows = [ste_trial("a", True, "cached"), ste_trial("b", False, "real"), ste_trial("c", True, "simulated"),
+            ste_trial("d", True, "real", answer=None), ste_trial("e", True, "real")]
     questions, counts = questions_from_trials(rows, TOOLS())
     assert counts == {"questions": 2, "trials_skipped": 3}
     assert [(q.id, q.task, q.answer, q.tools) for q in questions] == [
         ("a", "call", "It is 391.", ["calculator", "add_date"]),
         ("e", "call", "It is 391.", ["calculator", "add_date"])]
     assert questions[0].call == {"name": "calculator", "arguments": {"expression": "17*23"}}
+
+
+def test_rank_reads_a_stage_directory_of_trials(tmp_path):
+    """Trials in, call questions out; with no sampled candidates only the gold runs (no model)."""
+    from imaginarium.generators.trice_cli import rank
+    from imaginarium.schemas.records import arrow_schema
+    from imaginarium.stage import read_rows, write_stage
+
+    trials = tmp_path / "trials"
+    write_stage(trials, "explore", {}, {}, [ste_trial("a", True, "real"), ste_trial("b", False, "real")],
+                schema=arrow_schema("episode_trial"))
+    manifests = rank(trials, tmp_path / "out", candidates=0, progress=False)
+    assert manifests["ranking"]["counts"] == {"rows": 1, "questions": 1, "trials_skipped": 1, "candidates": 1}
+    (row,) = read_rows(tmp_path / "out" / "ranking")
+    assert row["task"] == "call" and [t["function"]["name"] for t in row["tools"]] == ["calculator", "add_date"]
+    (gold,) = row["candidates"]
+    assert (gold["score"], gold["final_answer"]) == (1.11, "It is 391.")
+    assert json.loads(gold["messages"][1]["content"]) == {"expression": "17*23", "result": 391}
 
 
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
