@@ -7,8 +7,8 @@ Why our own decoding loop instead of `model.generate` with Outlines' logits proc
   tensor op (see structured.py), which keeps constrained decoding close to unconstrained speed;
 - rows with different constraints share a batch, so a few requests per schema still batch well.
 
-Requests are expanded into `n` rows, sorted by constraint and prompt length (similar rows
-finish together), and decoded in batches of `batch_size` with left padding and a KV cache.
+Requests are expanded into `n` rows, sorted by prompt length, and decoded in batches of at most
+`batch_size` rows and `batch_tokens` padded prompt tokens, with left padding and a KV cache.
 Every constrained result is validated by the shared `validate_completion` (jsonschema, full
 regex match, exact choice), the check all backends agree on: `value` is set
 only when it is valid; an invalid one is retried with a fresh seed up to `max_retries` times,
@@ -63,6 +63,12 @@ class _Row:
     key: str
     attempt: int = 0
     tokens: list[int] = field(default_factory=list)
+    cached: int = 0  # leading prompt tokens whose keys/values come from the prefix cache
+    cached_layers: list | None = None
+
+    @property
+    def to_compute(self) -> int:
+        return len(self.prompt_ids) - self.cached
 
 
 class TransformersBackend(Backend):
@@ -79,6 +85,8 @@ class TransformersBackend(Backend):
         structured_backend: str = DEFAULT_STRUCTURED_BACKEND,
         max_retries: int = 2,
         batch_size: int = 64,
+        batch_tokens: int = 32768,
+        prefix_cache_bytes: int = 1 << 30,
         dtype: str = "auto",
         num_threads: int | None = None,
     ):
@@ -99,6 +107,10 @@ class TransformersBackend(Backend):
         self.structured_backend = structured_backend
         self.max_retries = max_retries
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        from imaginarium.generators.prefix_cache import PrefixCache
+
+        self._prefix = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         self.tokenizer.padding_side = "left"
         self.hf_model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
@@ -109,7 +121,8 @@ class TransformersBackend(Backend):
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._compiler: ConstraintCompiler | None = None
         self._compiled: dict[str, CompiledConstraint | Exception] = {}
-        self.stats.extra.update({"compile_seconds": 0.0, "constraints_compiled": 0, "constraint_cache_hits": 0})
+        self.stats.extra.update({"compile_seconds": 0.0, "constraints_compiled": 0, "constraint_cache_hits": 0,
+                                 "prefix_reused_tokens": 0})
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "structured_backend": self.structured_backend}
@@ -175,10 +188,13 @@ class TransformersBackend(Backend):
             else:
                 pending.append(row)
         while pending:
-            pending.sort(key=lambda r: (r.key, len(r.prompt_ids)))
             retry = []
-            for start in range(0, len(pending), self.batch_size):
-                batch = pending[start : start + self.batch_size]
+            for row in pending:
+                if self._prefix is not None:
+                    row.cached, row.cached_layers = self._prefix.lookup(row.prompt_ids, len(row.prompt_ids) - 1)
+                    if self.device == "cpu" and row.to_compute > 1:
+                        self._prefill_alone(row)
+            for batch in self._batches(pending):
                 for row, completion in zip(batch, self._decode_batch(batch)):
                     if completion.finish_reason == "invalid" and row.attempt < self.max_retries:
                         row.attempt += 1
@@ -188,6 +204,28 @@ class TransformersBackend(Backend):
             pending = retry
         self.stats.extra["retries"] = self.stats.extra.get("retries", 0) + sum(r.attempt for r in rows)
         return [results[row.request_index, row.sample_index] for row in rows]
+
+    def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
+        """Rows grouped into batches of similar prompt length.
+
+        Every row of a batch computes as many prompt tokens as the row with the most to compute
+        (the rest is padding), and prefill attention grows with that width times the context,
+        so rows are sorted by the number of prompt tokens they must compute (what the prefix
+        cache does not hold; constraints may mix in a batch) and a batch closes at `batch_size`
+        rows or `batch_tokens` padded tokens to compute: short remainders share large batches,
+        long ones run in small batches instead of making a whole batch pay for their length.
+        """
+        batches: list[list[_Row]] = []
+        current: list[_Row] = []
+        for row in sorted(rows, key=lambda r: (r.to_compute, len(r.prompt_ids), r.key)):
+            if current and (len(current) >= self.batch_size
+                            or (len(current) + 1) * row.to_compute > self.batch_tokens):
+                batches.append(current)
+                current = []
+            current.append(row)
+        if current:
+            batches.append(current)
+        return batches
 
     def _compile_all(self, requests: list[GenerationRequest]) -> dict[str, str]:
         """Compile each distinct constraint of a call (or find it compiled); key -> why it failed."""
@@ -217,7 +255,7 @@ class TransformersBackend(Backend):
         import torch
 
         size = len(rows)
-        input_ids, attention, positions = self._left_padded([r.prompt_ids for r in rows])
+        input_ids, attention, positions, past = self._prefill_inputs(rows)
         matchers: list[RowMatcher | None] = [
             self._compiled[r.key].new_matcher() if r.request.constraint else None for r in rows
         ]
@@ -234,7 +272,6 @@ class TransformersBackend(Backend):
         if any(m is not None for m in matchers):
             words = (self._compiler.mask_vocab_size(self.logits_vocab) + 31) // 32
             bitmask = torch.full((size, words), -1, dtype=torch.int32)
-        past = None
         live = list(range(size))  # the rows still in the model's batch, in batch order
         step_input = input_ids
         with torch.inference_mode():
@@ -266,6 +303,10 @@ class TransformersBackend(Backend):
                         finish[i], texts[i] = "stop", cut
                     elif len(row.tokens) >= row.request.max_tokens:
                         finish[i] = "length"
+                if self._prefix is not None:
+                    for j, i in enumerate(live):
+                        if finish[i] is not None and finish[i] != "error":
+                            self._remember(rows[i], past, attention[j], j)
                 keep = [j for j, i in enumerate(live) if finish[i] is None]
                 if not keep:
                     break
@@ -278,6 +319,72 @@ class TransformersBackend(Backend):
                 attention = torch.cat([attention, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
                 positions = positions[:, -1:] + 1
         return [self._completion(row, finish[i], texts[i], errors[i]) for i, row in enumerate(rows)]
+
+    def _prefill_inputs(self, rows: list[_Row]):
+        """Input ids, attention mask, position ids and KV cache for a batch's first step.
+
+        Without reusable prefixes: the prompts, left-padded. With them: each row's longest
+        cached prefix comes from the prefix cache and only the rest of its prompt is computed.
+        Each row is laid out as [padding][cached prefix][padding][rest of the prompt]: the
+        attention mask hides both paddings and position ids count only real tokens, so rows
+        with long and short remainders share a batch without recomputing cached tokens.
+        """
+        import torch
+
+        prompts = [r.prompt_ids for r in rows]
+        reused = [(r.cached, r.cached_layers) for r in rows]
+        cached = [n for n, _ in reused]
+        depth = max(cached)
+        if depth == 0:
+            input_ids, attention, positions = self._left_padded(prompts)
+            return input_ids, attention, positions, None
+        from transformers.cache_utils import DynamicCache
+
+        input_ids, block_attention, _ = self._left_padded([p[n:] for p, n in zip(prompts, cached)])
+        attention = torch.zeros((len(rows), depth), dtype=torch.long)
+        for i, n in enumerate(cached):
+            attention[i, depth - n:] = 1
+        reference = next(kv for _, kv in reused if kv is not None)
+        layers = []
+        for n_layer, (ref_keys, _) in enumerate(reference):
+            heads, dim = ref_keys.shape[0], ref_keys.shape[2]
+            keys = torch.zeros((len(rows), heads, depth, dim), dtype=ref_keys.dtype)
+            values = torch.zeros_like(keys)
+            for i, (n, kv) in enumerate(reused):
+                if n:
+                    keys[i, :, depth - n:] = kv[n_layer][0]
+                    values[i, :, depth - n:] = kv[n_layer][1]
+            layers.append((keys.to(self.device, self.hf_model.dtype), values.to(self.device, self.hf_model.dtype)))
+        attention = torch.cat([attention, block_attention], dim=1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, depth:]
+        self.stats.extra["prefix_reused_tokens"] += sum(cached)
+        return input_ids, attention, positions, DynamicCache(ddp_cache_data=layers, config=self.hf_model.config)
+
+    def _prefill_alone(self, row: _Row) -> None:
+        """Compute a row's prompt (all but its last token) on its own, then let the batch reuse it.
+
+        On a CPU a batch's prefill costs as if every row had the longest remainder to compute,
+        and attention to long contexts is what dominates there; computing each row's remainder
+        alone costs only its own tokens, and the batch then decodes together from the cached
+        keys and values. (On a GPU batched prefill is cheap, so this is CPU only.)
+        """
+        import torch
+
+        head = _Row(row.request_index, row.sample_index, row.request, row.prompt_ids[:-1], row.key,
+                    cached=row.cached, cached_layers=row.cached_layers)
+        input_ids, attention, positions, past = self._prefill_inputs([head])
+        with torch.inference_mode():
+            out = self.hf_model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                                past_key_values=past, use_cache=True, logits_to_keep=1)
+        layers = [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers]
+        self._prefix.store(head.prompt_ids, layers)
+        row.cached, row.cached_layers = len(head.prompt_ids), layers
+
+    def _remember(self, row: _Row, past, attention, position: int) -> None:
+        """Keep a finished row's keys and values (prompt and generated tokens) for later prompts."""
+        real = attention.nonzero().flatten()  # paddings may sit before and inside the row
+        layers = [(layer.keys[position][:, real], layer.values[position][:, real]) for layer in past.layers]
+        self._prefix.store((row.prompt_ids + row.tokens)[: len(real)], layers)
 
     def _left_padded(self, prompts: list[list[int]]):
         """input ids, attention mask and position ids for prompts aligned to the right."""
