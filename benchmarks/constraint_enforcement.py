@@ -34,7 +34,7 @@ import jsonschema
 from imaginarium.atomic import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results" / "constraint_enforcement.json"
-TOOLBENCH = Path("/work/shared/datasets/ste/tool_metadata/API_descriptions.json")
+TOOLBENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ste" / "tool_metadata" / "API_descriptions.json"
 DECODERS = ("outlines_core", "llguidance", "xgrammar")
 
 

@@ -36,7 +36,7 @@ from imaginarium.atomic import atomic_write_text  # noqa: E402
 from imaginarium.generators.backend import Constraint, GenerationRequest  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
-TOOLBENCH = Path("/work/shared/datasets/ste/tool_metadata/API_descriptions.json")
+TOOLBENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ste" / "tool_metadata" / "API_descriptions.json"
 ENGINES = ("llguidance", "outlines_core", "xgrammar")
 MAX_TOKENS = 64
 REPEATS = 3

@@ -15,3 +15,38 @@ def tiny_model(tmp_path_factory):
     from imaginarium.generators.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def toolbench_tools():
+    """The 817 ToolBench/RapidAPI tools of the STE data, imported once per test session."""
+    from paths import TOOLBENCH
+
+    from imaginarium.schemas.importers import import_file
+
+    if not TOOLBENCH.is_file():
+        pytest.skip(f"{TOOLBENCH} is not here")
+    tools = import_file(TOOLBENCH, "toolbench")
+    assert len(tools) == 817
+    return tools
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """Run `imaginarium ARGS...` in-process through the real entry point: (exit code, stdout, stderr)."""
+    import sys
+
+    from imaginarium.cli import main
+
+    def invoke(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["imaginarium", *map(str, args)])
+        monkeypatch.setenv("COLUMNS", "200")
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke

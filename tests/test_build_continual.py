@@ -4,7 +4,6 @@ import json
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,9 @@ from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import ToolSource, ToolSpec, safe_name, write_tools
 from imaginarium.stage import read_manifest, read_rows, write_stage
 
-FLAN = Path("/work/shared/datasets/ste/general/flan_v2_2k.json")
+from paths import STE  # noqa: E402
+
+FLAN = STE / "general" / "flan_v2_2k.json"
 # Source names as in the paper's CL_batches.json; rows carry the tool names.
 BATCHES = [["add_date", "BART%%Advisory information"], ["Numbers%%Get math fact"], ["search"]]
 SIZES = {"add_date": 12, safe_name("BART%%Advisory information"): 8, safe_name("Numbers%%Get math fact"): 10,

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
-from imaginarium.cli import main
 from imaginarium.errors import InputError
 from imaginarium.executor.cache import CacheEntry, ResponseCache, arguments_hash, export_cache, import_cache
 
@@ -171,22 +169,6 @@ def test_shipped_example_cache_imports(tmp_path):
         assert oslo["city"] == "Oslo" and oslo["units"] == "metric"
 
 
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Run `imaginarium ARGS...` through the real entry point; (exit code, stdout, stderr)."""
-
-    def invoke(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["imaginarium", *map(str, args)])
-        monkeypatch.setenv("COLUMNS", "200")
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 def test_cache_commands(run, tmp_path):

@@ -24,7 +24,7 @@ from imaginarium.schemas.toolspec import ToolSource, ToolSpec
 
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "constraint_enforcement.json"
-TOOLBENCH = Path("/work/shared/datasets/ste/tool_metadata/API_descriptions.json")
+from paths import TOOLBENCH  # noqa: E402
 FREE = ["string", "number", "boolean", "null"]
 
 SCHEMA = {
@@ -217,7 +217,7 @@ def test_imported_openapi_tools_compile_and_accept_a_valid_call():
     assert not outlines_accepts(call_schema(tools["updatePet"]), {**call, "arguments": {"name": "Rex"}})
 
 
-@pytest.mark.skipif(not TOOLBENCH.is_file(), reason="the STE data (/work/shared/datasets/ste) is not on this machine")
+@pytest.mark.skipif(not TOOLBENCH.is_file(), reason="the STE data (../shared/datasets/ste) is not here")
 def test_every_toolbench_call_schema_is_valid_and_compiles():
     from imaginarium.schemas.importers import import_file
 

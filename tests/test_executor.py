@@ -4,14 +4,12 @@ raise, hang or return junk, bounded and marked observations, and `imaginarium to
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
-from imaginarium.cli import main
 from imaginarium.errors import InputError
 from imaginarium.executor.cache import CacheEntry, ResponseCache
 from imaginarium.executor.executor import Executor
@@ -241,21 +239,6 @@ def test_python_listing_imports_as_toolspecs():
     assert tools[0].returns["required"] == ["date", "weekday"]
 
 
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Run `imaginarium ARGS...` through the real entry point; (exit code, stdout, stderr)."""
-
-    def invoke(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["imaginarium", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 def test_tools_call_on_the_example_toolset(run, tmp_path):

@@ -244,7 +244,7 @@ def test_api_key_from_the_environment(monkeypatch):
 
 # ------------------------------------------- the Done-when test: the tiny model over HTTP
 
-TOOLBENCH = "/work/shared/datasets/ste/tool_metadata/API_descriptions.json"
+
 
 
 @pytest.fixture(scope="module")
@@ -257,17 +257,6 @@ def tiny_server(tiny_model):
         yield server
 
 
-@pytest.fixture(scope="module")
-def toolbench_tools():
-    import os
-
-    from imaginarium.schemas.importers import import_file
-
-    if not os.path.exists(TOOLBENCH):
-        pytest.skip(f"{TOOLBENCH} is not here")
-    tools = import_file(TOOLBENCH, "toolbench")
-    assert len(tools) == 817
-    return tools
 
 
 # The one kind of invalid output the tiny model still gets through its JSON engine: an unbounded

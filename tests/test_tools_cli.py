@@ -11,31 +11,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from imaginarium.cli import main
 from imaginarium.schemas.toolspec import read_tools
 
-STE_DESCRIPTIONS = Path("/work/shared/datasets/ste/tool_metadata/API_descriptions.json")
+from paths import TOOLBENCH as STE_DESCRIPTIONS  # noqa: E402
 DATA = Path(__file__).parent / "data" / "importers"
 OPENAI_FILE = DATA / "openai_weather_calendar.json"
 MCP_FILE = DATA / "mcp_filesystem_tools_list.json"
 
 
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Run `imaginarium ARGS...` in-process; returns (exit code, stdout, stderr)."""
-
-    def invoke(*args: str | Path) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["imaginarium", *map(str, args)])
-        monkeypatch.setenv("COLUMNS", "200")
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 @pytest.mark.skipif(not STE_DESCRIPTIONS.is_file(), reason="STE reference data not present")

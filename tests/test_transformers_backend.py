@@ -167,20 +167,9 @@ def test_generate_returns_completions(backend):
     assert isinstance(backend.generate([GenerationRequest(prompt="a", max_tokens=2, seed=0)])[0], Completion)
 
 
-TOOLBENCH = "/work/shared/datasets/ste/tool_metadata/API_descriptions.json"
 
 
-@pytest.fixture(scope="module")
-def toolbench_tools():
-    import os
 
-    from imaginarium.schemas.importers import import_file
-
-    if not os.path.exists(TOOLBENCH):
-        pytest.skip(f"{TOOLBENCH} is not here")
-    tools = import_file(TOOLBENCH, "toolbench")
-    assert len(tools) == 817
-    return tools
 
 
 def _valid_or_truncated(completions, check) -> int:
