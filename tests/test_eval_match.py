@@ -7,7 +7,7 @@ import json
 import pytest
 
 from imaginarium.evaluation.evaluate import evaluate
-from imaginarium.evaluation.match import JudgeCase, ast_match, judge_matches, judge_prompt, string_match
+from imaginarium.evaluation.match import JudgeCase, ast_match, judge_prompt, string_match
 
 SCHEMA = {
     "type": "object",
