@@ -31,6 +31,25 @@ def toolbench_tools():
     return tools
 
 
+@pytest.fixture(scope="session")
+def toolbench_call_requests(toolbench_tools):
+    """The backends' acceptance workload: 200 seeded requests over call schemas of a seeded sample
+    of the ToolBench tools, each with its tool shown. Returns (tools, call schemas, requests)."""
+    import random
+
+    from imaginarium.generators.backend import Constraint, GenerationRequest
+    from imaginarium.schemas.constraints import call_schema
+
+    picked = random.Random(0).sample(toolbench_tools, 200)
+    schemas = [call_schema(tool) for tool in picked]
+    requests = [
+        GenerationRequest(messages=[{"role": "user", "content": f"Use {tool.name} for me."}],
+                          tools=[tool.openai_tool()], constraint=Constraint.json(schema), seed=index, max_tokens=160)
+        for index, (tool, schema) in enumerate(zip(picked, schemas))
+    ]
+    return picked, schemas, requests
+
+
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run `imaginarium ARGS...` in-process through the real entry point: (exit code, stdout, stderr)."""

@@ -283,27 +283,12 @@ def _valid_or_truncated(completions, check, max_overflow: int = 0) -> int:
     return sum(c.finish_reason == "stop" for c in completions)
 
 
-def test_toolbench_call_schemas_200_seeded_requests_over_http(tiny_server, toolbench_tools):
+def test_toolbench_call_schemas_200_seeded_requests_over_http(tiny_server, toolbench_call_requests):
     """The issue's acceptance test through the openai backend: 200 seeded calls over ToolBench
     call schemas, sent with vLLM's `structured_outputs`, every output valid or reported truncated."""
-    import random
-
     import jsonschema
 
-    from imaginarium.schemas.constraints import call_schema
-
-    picked = random.Random(0).sample(toolbench_tools, 200)
-    schemas = [call_schema(tool) for tool in picked]
-    requests = [
-        GenerationRequest(
-            messages=[{"role": "user", "content": f"Use {tool.name} for me."}],
-            tools=[{"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}}],
-            constraint=Constraint.json(schema),
-            seed=index,
-            max_tokens=160,
-        )
-        for index, (tool, schema) in enumerate(zip(picked, schemas))
-    ]
+    picked, schemas, requests = toolbench_call_requests
     backend = OpenAIBackend("tiny", tiny_server.base_url, flavor="auto", max_concurrency=64, invalid_retries=3)
     completions = backend.generate(requests)
     assert backend.flavor == "vllm"

@@ -183,26 +183,11 @@ def _valid_or_truncated(completions, check) -> int:
     return sum(c.finish_reason == "stop" for c in completions)
 
 
-def test_toolbench_call_schemas_200_seeded_requests(backend, toolbench_tools):
+def test_toolbench_call_schemas_200_seeded_requests(backend, toolbench_call_requests):
     """The issue's acceptance test: 200 seeded calls over ToolBench call schemas from the tiny model."""
-    import random
-
     import jsonschema
 
-    from imaginarium.schemas.constraints import call_schema
-
-    picked = random.Random(0).sample(toolbench_tools, 200)
-    schemas = [call_schema(tool) for tool in picked]
-    requests = [
-        GenerationRequest(
-            messages=[{"role": "user", "content": f"Use {tool.name} for me."}],
-            tools=[{"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}}],
-            constraint=Constraint.json(schema),
-            seed=index,
-            max_tokens=160,
-        )
-        for index, (tool, schema) in enumerate(zip(picked, schemas))
-    ]
+    picked, schemas, requests = toolbench_call_requests
     completions = backend.generate(requests)
 
     def check(c):
