@@ -213,7 +213,12 @@ class Explorer:
         trial = episode.current
         config = self.config
         seed = _seed(config.seed, trial.trial_id, len(trial.steps), trial.phase)
-        sampling = dict(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed)
+        # Every step of an episode shows the same tools, so all its prompts share one prefix
+        # (the system block with the tool list, then the conversation): engines with prefix
+        # caching (vLLM, the transformers backend) compute that prefix once.
+        tools = [t.openai_tool() for t in self.shown_tools(trial.api)]
+        sampling = dict(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed,
+                        tools=tools)
         history = self.conversation(episode)
         if trial.phase == "imagine":
             prompt = self.prompts.render(
@@ -224,8 +229,7 @@ class Explorer:
         if trial.phase == "act":
             allow_call = trial.calls_made < config.max_turns
             schema = self._act_schema(trial.api, allow_call)
-            tools = [t.openai_tool() for t in self.shown_tools(trial.api)]
-            return GenerationRequest(messages=messages, constraint=Constraint.json(schema), tools=tools, **sampling)
+            return GenerationRequest(messages=messages, constraint=Constraint.json(schema), **sampling)
         # reflect
         return GenerationRequest(messages=messages + [{"role": "user", "content": self.prompts.render("reflect")}],
                                  constraint=Constraint.choice(["yes", "no"]), **dict(sampling, max_tokens=4))

@@ -131,7 +131,8 @@ def test_later_trials_of_an_episode_see_the_earlier_ones(baseline):
         found = []
         for request in recording.requests:
             turns = [m["content"] for m in request.messages if m["role"] == "user" and m["content"] in queries]
-            if request.tools and turns and turns[-1] == trial["query"]:
+            is_act = request.constraint.kind == "json" and request.constraint.value != query_schema(ExploreConfig(**SMALL))
+            if is_act and turns and turns[-1] == trial["query"]:
                 found.append(request)
         return found
 
