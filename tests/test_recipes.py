@@ -63,3 +63,15 @@ def test_packaged_recipes_are_found_by_name():
     assert find_recipe("quickstart").name == "quickstart.yaml"
     with pytest.raises(InputError, match="packaged: .*quickstart"):
         find_recipe("no-such-recipe")
+
+
+def test_the_packaged_quickstart_runs_end_to_end(tmp_path):
+    outputs = run_recipe("quickstart", tmp_path / "qs", progress=False, echo=lambda _: None)
+    assert list(outputs) == ["tools", "cache", "explore", "filter", "augment", "sft"]
+    explore, filtered, augmented, sft = (read_manifest(outputs[n]) for n in ("explore", "filter", "augment", "sft"))
+    assert explore["counts"]["trials"] == 10 * 1 * 2  # 10 tools x 1 episode x 2 slots
+    assert filtered["counts"]["kept"] + filtered["counts"]["dropped"] == explore["counts"]["trials"]
+    assert augmented["counts"]["seeds"] == filtered["counts"]["kept"]
+    assert sft["counts"]["rows"] >= 1, "the quickstart should end with training rows"
+    for row in read_rows(outputs["sft"]):
+        assert row["messages"][-1]["role"] == "assistant" and row["tools"]
