@@ -15,6 +15,7 @@ unchanged, so re-running a recipe skips everything already done and resumes an i
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import yaml
 
 from imaginarium.atomic import atomic_write_text
 from imaginarium.errors import InputError
+from imaginarium.generators.defaults import GenerationDefaults
 from imaginarium.stage import read_manifest
 
 PACKAGED = Path(__file__).parent
@@ -56,7 +58,9 @@ KINDS = {
                                  ("rows", "batches", "general", "tools")),
 }
 
-GENERATION_KEYS = ("backend", "model", "revision", "structured_backend", "base_url", "seed", "temperature")
+# The recipe's `generation:` block sets the defaults of generators/defaults.py for every stage
+# (plus the openai backend's server address); a stage's own `with` wins.
+GENERATION_KEYS = tuple(f.name for f in dataclasses.fields(GenerationDefaults)) + ("base_url",)
 
 
 def response_cache(into: Path, source: str | Path | None = None) -> Path:
