@@ -50,6 +50,38 @@ def toolbench_call_requests(toolbench_tools):
     return picked, schemas, requests
 
 
+@pytest.fixture(scope="session")
+def choice_and_regex_requests(toolbench_tools):
+    """200 seeded choice requests (5 ToolBench names each, as chat) and 200 regex requests (raw
+    prompts), with `check(completion)` asserting a valid completion matches its constraint."""
+    import random
+    import re
+
+    from imaginarium.generators.backend import Constraint, GenerationRequest
+
+    rng = random.Random(1)
+    patterns = [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"[A-Z][a-z]{2,8}( [A-Z][a-z]{2,8})?",
+                r"(GET|POST) /[a-z]{1,10}(/[0-9]{1,4})?", r"-?[0-9]{1,6}\.[0-9]{2}"]
+    choices = [[tool.name for tool in rng.sample(toolbench_tools, 5)] for _ in range(200)]
+    requests = [
+        GenerationRequest(messages=[{"role": "user", "content": f"Pick one of {', '.join(options)}."}],
+                          constraint=Constraint.choice(options), seed=i, max_tokens=60)
+        for i, options in enumerate(choices)
+    ] + [
+        GenerationRequest(prompt="Value:", constraint=Constraint.regex(patterns[i % 4]), seed=i, max_tokens=40)
+        for i in range(200)
+    ]
+
+    def check(completion):
+        if completion.request_index < 200:
+            assert completion.value in choices[completion.request_index] and completion.text == completion.value
+        else:
+            assert re.fullmatch(patterns[completion.request_index % 4], completion.value)
+            assert completion.text == completion.value
+
+    return requests, check
+
+
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run `imaginarium ARGS...` in-process through the real entry point: (exit code, stdout, stderr)."""

@@ -305,27 +305,9 @@ def test_toolbench_call_schemas_200_seeded_requests_over_http(tiny_server, toolb
     assert backend.stats.completion_tokens > 0
 
 
-def test_toolbench_choice_and_regex_200_seeded_requests_over_http(tiny_server, toolbench_tools):
-    import random
-    import re
-
-    rng = random.Random(1)
-    patterns = [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"[A-Z][a-z]{2,8}( [A-Z][a-z]{2,8})?", r"(GET|POST) /[a-z]{1,10}(/[0-9]{1,4})?", r"-?[0-9]{1,6}\.[0-9]{2}"]
-    choices = [[tool.name for tool in rng.sample(toolbench_tools, 5)] for _ in range(200)]
-    requests = [
-        chat(Constraint.choice(options), seed=i, max_tokens=60)
-        for i, options in enumerate(choices)
-    ] + [
-        GenerationRequest(prompt="Value:", constraint=Constraint.regex(patterns[i % 4]), seed=i, max_tokens=40) for i in range(200)
-    ]
+def test_toolbench_choice_and_regex_200_seeded_requests_over_http(tiny_server, choice_and_regex_requests):
+    requests, check = choice_and_regex_requests
     completions = OpenAIBackend("tiny", tiny_server.base_url, flavor="vllm", max_concurrency=64).generate(requests)
-
-    def check(c):
-        if c.request_index < 200:
-            assert c.value in choices[c.request_index] and c.text == c.value
-        else:
-            assert re.fullmatch(patterns[c.request_index % 4], c.value) and c.text == c.value
-
     assert _valid_or_truncated(completions, check) == 400
 
 
