@@ -38,8 +38,6 @@ class PrefixCache:
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._index: dict[tuple[int, ...], set[int]] = {}
         self._next_id = 0
-        self.hits = 0
-        self.reused_tokens = 0
 
     def store(self, tokens: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Keep the keys/values (per layer, (heads, len(tokens), dim)) of a token sequence."""
@@ -78,8 +76,6 @@ class PrefixCache:
         if best_id is None or best < _INDEX_TOKENS:
             return 0, None
         self._entries.move_to_end(best_id)
-        self.hits += 1
-        self.reused_tokens += best
         return best, [(k[:, :best], v[:, :best]) for k, v in self._entries[best_id].layers]
 
     def _evict(self, entry_id: int) -> None:

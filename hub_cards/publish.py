@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,6 @@ class Plan:
     deleted: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     commit: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def local_files(release: Path) -> dict[str, Path]:

@@ -40,11 +40,6 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
 def _fsync_dir(directory: Path) -> None:
     """Make a rename durable: fsync the directory entry (no-op where unsupported)."""
     with contextlib.suppress(OSError):

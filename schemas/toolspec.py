@@ -153,10 +153,6 @@ def write_tools(path: str | Path, tools: Iterable[ToolSpec]) -> None:
                 handle.write(tool.to_json() + "\n")
 
 
-def tools_by_name(tools: Iterable[ToolSpec]) -> dict[str, ToolSpec]:
-    return {tool.name: tool for tool in tools}
-
-
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field = ".".join(str(p) for p in error["loc"]) or "(root)"
