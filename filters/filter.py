@@ -95,8 +95,9 @@ def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: Fil
         writer.append(_checked(batch, config, judge), units=[t["trial_id"] for t in batch])
 
     rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["episode"], r["slot"], r["trial_id"]))
-    dropped = [(r, json.loads(r["scores"])["dropped"]) for r in rows if "dropped" in json.loads(r["scores"])]
-    survivors = [r for r in rows if "dropped" not in json.loads(r["scores"])]
+    verdicts = [json.loads(r["scores"]) for r in rows]
+    dropped = [(r, v["dropped"]) for r, v in zip(rows, verdicts) if "dropped" in v]
+    survivors = [r for r, v in zip(rows, verdicts) if "dropped" not in v]
     if dedupe is not None and survivors:
         survivors, duplicates = dedupe(survivors)
         dropped += [(r, {"step": "dedupe", "reason": reason}) for r, reason in duplicates]
@@ -105,8 +106,9 @@ def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: Fil
     dropped_table = pa.Table.from_pylist(
         [{"trial_id": r["trial_id"], "api": r["api"], "step": d["step"], "reason": d["reason"]} for r, d in dropped],
         schema=_DROPPED_SCHEMA)
-    sources = Counter(json.loads(s["observation"])["source"] for r in survivors for s in r["steps"]
-                      if s["action"] == "call" and s["observation"] and json.loads(s["observation"])["source"])
+    observations = [json.loads(s["observation"]) for r in survivors for s in r["steps"]
+                    if s["action"] == "call" and s["observation"]]
+    sources = Counter(o["source"] for o in observations if o["source"])
     extra = {"funnel": funnel, "response_sources": dict(sorted(sources.items()))}
     if judge is not None:
         extra["judge_model"] = judge.backend.model

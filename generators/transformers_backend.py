@@ -192,6 +192,7 @@ class TransformersBackend(Backend):
             for row in pending:
                 if self._prefix is not None:
                     row.cached, row.cached_layers = self._prefix.lookup(row.prompt_ids, len(row.prompt_ids) - 1)
+                    self.stats.extra["prefix_reused_tokens"] += row.cached
                     if self.device == "cpu" and row.to_compute > 1:
                         self._prefill_alone(row)
             for batch in self._batches(pending):
@@ -357,7 +358,6 @@ class TransformersBackend(Backend):
             layers.append((keys.to(self.device, self.hf_model.dtype), values.to(self.device, self.hf_model.dtype)))
         attention = torch.cat([attention, block_attention], dim=1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, depth:]
-        self.stats.extra["prefix_reused_tokens"] += sum(cached)
         return input_ids, attention, positions, DynamicCache(ddp_cache_data=layers, config=self.hf_model.config)
 
     def _prefill_alone(self, row: _Row) -> None:
