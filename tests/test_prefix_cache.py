@@ -64,3 +64,29 @@ def test_lookup_finds_the_longest_common_prefix_and_evicts_by_bytes():
     cache.store(list(range(700, 800)), layers(100))  # over budget: the least recently used goes
     assert cache.nbytes <= cache.max_bytes
     assert cache.lookup(base, limit=100)[0] == 0
+
+
+def test_lookup_among_many_entries_that_share_a_start():
+    """Conversations of many APIs share a system prompt: the entry sharing the most is found."""
+    import torch
+
+    def layers(n):
+        return [(torch.zeros((1, n, 2)), torch.zeros((1, n, 2)))]
+
+    cache = PrefixCache(max_bytes=1 << 30)
+    shared = list(range(64))
+    for api in range(200):
+        tail = [1000 + api] * (10 + api)
+        cache.store(shared + tail, layers(64 + len(tail)))
+    query = shared + [1000 + 137] * 500
+    assert cache.lookup(query, limit=len(query))[0] == 64 + 10 + 137
+    assert cache.lookup(shared + [5] * 40, limit=104)[0] == 64
+    assert cache.lookup(shared[:40] + [5] * 40, limit=80)[0] == 40  # a partial block still counts
+
+    for api in range(200):  # every entry superseded by a longer one: only the longer ones remain
+        tail = [1000 + api] * (10 + api)
+        cache.store(shared + tail + [7] * 33, layers(64 + len(tail) + 33))
+    assert len(cache._entries) == 200
+    while cache._entries:
+        cache._evict(next(iter(cache._entries)))
+    assert cache.nbytes == 0 and not cache._by_block and not cache._by_last_block
