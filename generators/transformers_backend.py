@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,11 @@ class TransformersBackend(Backend):
         if num_threads is not None:  # process-wide; 1 is fastest for small models on a busy CPU
             torch.set_num_threads(num_threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cpu":
+            # Grouped-query attention inside SDPA instead of copying each key/value head to every
+            # query head first: on CPU that copy costs as much as a decode step's attention. (On
+            # CUDA, transformers keeps the copy: masked GQA would fall back to a slow kernel.)
+            os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
         self.structured_backend = structured_backend
         self.max_retries = max_retries
         self.batch_size = batch_size
@@ -121,8 +127,11 @@ class TransformersBackend(Backend):
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._compiler: ConstraintCompiler | None = None
         self._compiled: dict[str, CompiledConstraint | Exception] = {}
+        # Where the time goes, for run reports and benchmarks: row-by-row prompt prefill and the
+        # model's forward passes while decoding batches (the rest: masking, sampling, upkeep).
+        # CPU figures: on a GPU a forward returns before its kernels finish.
         self.stats.extra.update({"compile_seconds": 0.0, "constraints_compiled": 0, "constraint_cache_hits": 0,
-                                 "prefix_reused_tokens": 0})
+                                 "prefix_reused_tokens": 0, "prefill_seconds": 0.0, "decode_forward_seconds": 0.0})
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "structured_backend": self.structured_backend}
@@ -194,7 +203,9 @@ class TransformersBackend(Backend):
                     row.cached, row.cached_layers = self._prefix.lookup(row.prompt_ids, len(row.prompt_ids) - 1)
                     self.stats.extra["prefix_reused_tokens"] += row.cached
                     if self.device == "cpu" and row.to_compute > 1:
+                        started = time.perf_counter()
                         self._prefill_alone(row)
+                        self.stats.extra["prefill_seconds"] += time.perf_counter() - started
             for batch in self._batches(pending):
                 for row, completion in zip(batch, self._decode_batch(batch)):
                     if completion.finish_reason == "invalid" and row.attempt < self.max_retries:
@@ -256,7 +267,7 @@ class TransformersBackend(Backend):
         import torch
 
         size = len(rows)
-        input_ids, attention, positions, past = self._prefill_inputs(rows)
+        input_ids, attention, positions, past = self._prefill_inputs(rows, room=max(r.request.max_tokens for r in rows))
         matchers: list[RowMatcher | None] = [
             self._compiled[r.key].new_matcher() if r.request.constraint else None for r in rows
         ]
@@ -277,6 +288,7 @@ class TransformersBackend(Backend):
         step_input = input_ids
         with torch.inference_mode():
             while True:
+                started = time.perf_counter()
                 out = self.hf_model(
                     input_ids=step_input.to(self.device),
                     attention_mask=attention.to(self.device),
@@ -287,6 +299,7 @@ class TransformersBackend(Backend):
                 )
                 past = out.past_key_values
                 logits = out.logits[:, -1, :].float()
+                self.stats.extra["decode_forward_seconds"] += time.perf_counter() - started
                 if bitmask is not None:
                     self._mask(logits, live, matchers, bitmask, finish, errors)
                 tokens = _sample(logits, temperatures[live], top_ps[live], [generators[i] for i in live])
@@ -321,7 +334,7 @@ class TransformersBackend(Backend):
                 positions = positions[:, -1:] + 1
         return [self._completion(row, finish[i], texts[i], errors[i]) for i, row in enumerate(rows)]
 
-    def _prefill_inputs(self, rows: list[_Row]):
+    def _prefill_inputs(self, rows: list[_Row], room: int):
         """Input ids, attention mask, position ids and KV cache for a batch's first step.
 
         Without reusable prefixes: the prompts, left-padded. With them: each row's longest
@@ -329,6 +342,7 @@ class TransformersBackend(Backend):
         Each row is laid out as [padding][cached prefix][padding][rest of the prompt]: the
         attention mask hides both paddings and position ids count only real tokens, so rows
         with long and short remainders share a batch without recomputing cached tokens.
+        The cache has `room` free positions for the tokens still to be decoded.
         """
         import torch
 
@@ -338,9 +352,7 @@ class TransformersBackend(Backend):
         depth = max(cached)
         if depth == 0:
             input_ids, attention, positions = self._left_padded(prompts)
-            return input_ids, attention, positions, None
-        from transformers.cache_utils import DynamicCache
-
+            return input_ids, attention, positions, self._kv_cache(room)
         input_ids, block_attention, _ = self._left_padded([p[n:] for p, n in zip(prompts, cached)])
         attention = torch.zeros((len(rows), depth), dtype=torch.long)
         for i, n in enumerate(cached):
@@ -358,7 +370,24 @@ class TransformersBackend(Backend):
             layers.append((keys.to(self.device, self.hf_model.dtype), values.to(self.device, self.hf_model.dtype)))
         attention = torch.cat([attention, block_attention], dim=1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, depth:]
-        return input_ids, attention, positions, DynamicCache(ddp_cache_data=layers, config=self.hf_model.config)
+        return input_ids, attention, positions, self._kv_cache(room, layers)
+
+    def _kv_cache(self, room: int, prefix: list | None = None):
+        """An empty KV cache, or one holding `prefix` (per layer: keys, values) for a batch.
+
+        Models whose layers all use full attention get an append-in-place cache with `room`
+        spare positions (generators/kv_cache.py); others (sliding windows, linear attention)
+        keep transformers' own cache, which knows their layer types.
+        """
+        config = self.hf_model.config.get_text_config(decoder=True)
+        layer_types = getattr(config, "layer_types", None)
+        if layer_types and set(layer_types) != {"full_attention"}:
+            from transformers.cache_utils import DynamicCache
+
+            return DynamicCache(ddp_cache_data=prefix, config=self.hf_model.config)
+        from imaginarium.generators.kv_cache import append_cache
+
+        return append_cache(config.num_hidden_layers, room, prefix)
 
     def _prefill_alone(self, row: _Row) -> None:
         """Compute a row's prompt (all but its last token) on its own, then let the batch reuse it.
@@ -372,7 +401,7 @@ class TransformersBackend(Backend):
 
         head = _Row(row.request_index, row.sample_index, row.request, row.prompt_ids[:-1], row.key,
                     cached=row.cached, cached_layers=row.cached_layers)
-        input_ids, attention, positions, past = self._prefill_inputs([head])
+        input_ids, attention, positions, past = self._prefill_inputs([head], room=0)
         with torch.inference_mode():
             out = self.hf_model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                                 past_key_values=past, use_cache=True, logits_to_keep=1)
