@@ -213,12 +213,12 @@ class Explorer:
         trial = episode.current
         config = self.config
         seed = _seed(config.seed, trial.trial_id, len(trial.steps), trial.phase)
-        # Every step of an episode shows the same tools, so all its prompts share one prefix
-        # (the system block with the tool list, then the conversation): engines with prefix
-        # caching (vLLM, the transformers backend) compute that prefix once.
-        tools = [t.openai_tool() for t in self.shown_tools(trial.api)]
-        sampling = dict(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed,
-                        tools=tools)
+        # The tools are documented in the system message only, not also passed as the chat
+        # template's `tools`: a model's native tool block would describe them a second time and
+        # often prescribe its own call syntax, which the act format does not use. Every step of
+        # an episode starts with the same system message and conversation, so engines with
+        # prefix caching (vLLM, the transformers backend) compute that prefix once.
+        sampling = dict(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed)
         history = self.conversation(episode)
         if trial.phase == "imagine":
             prompt = self.prompts.render(
