@@ -3,12 +3,15 @@
 Same backend (transformers, the embedded tiny model on CPU), same executor, same settings; the
 only difference is what is in flight at once:
 - sequential: the APIs one after another, one episode at a time: every backend call carries one
-  request, as in the STE reference implementation;
+  request, as in the STE reference implementation (by default on the same 50 APIs);
 - batched: every API at once (and `parallel_episodes` episodes of each), every round's steps in
   one backend call.
-Trials/s is a rate, so the sequential run may cover a subset of the APIs.
+Trials/s is a rate, so the sequential run may cover a subset of the APIs (`N`: the first N).
+Each run also reports where its time went, in milliseconds per trial: the backend's row-by-row
+prompt prefill, its forward passes while decoding, the rest of the backend (masking, sampling,
+tokenising, upkeep) and the explorer outside the backend.
 
-Run: TORCHDYNAMO_DISABLE=1 .venv/bin/python benchmarks/explore_benchmark.py
+Run: TORCHDYNAMO_DISABLE=1 .venv/bin/python benchmarks/explore_benchmark.py [N]
 Writes benchmarks/results/explore.json.
 """
 
@@ -54,17 +57,23 @@ def run(tools, apis, *, sequential: bool, workdir: Path) -> dict:
         trials += manifest["counts"]["trials"]
     wall = time.perf_counter() - start
     stats = backend.stats
+    prefill, forward = stats.extra["prefill_seconds"], stats.extra["decode_forward_seconds"]
+    split = {"prefill": prefill, "decode_forward": forward, "backend_rest": stats.seconds - prefill - forward,
+             "outside_backend": wall - stats.seconds}
     return {"apis": len(apis), "parallel_episodes": config.parallel_episodes, "trials": trials,
             "wall_seconds": round(wall, 2), "trials_per_second": round(trials / wall, 4),
             "backend_calls": stats.calls, "requests_per_backend_call": round(stats.requests / stats.calls, 2),
-            "backend_share": round(stats.seconds / wall, 4), "completion_tokens": stats.completion_tokens}
+            "backend_share": round(stats.seconds / wall, 4),
+            "prompt_tokens_per_request": round(stats.prompt_tokens / stats.requests),
+            "completion_tokens": stats.completion_tokens,
+            "ms_per_trial": {part: round(1000 * seconds / trials, 1) for part, seconds in split.items()}}
 
 
 def main() -> None:
     tools = import_file(STE / "API_descriptions.json", "toolbench")
     by_source = {t.source_name: t.name for t in tools}
     apis = [by_source[name] for name in json.loads((STE / "API_list.json").read_text())]
-    sequential_apis = apis[: int(sys.argv[1]) if len(sys.argv) > 1 else 8]
+    sequential_apis = apis[: int(sys.argv[1]) if len(sys.argv) > 1 else len(apis)]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "tools.jsonl").write_text("".join(t.to_json() + "\n" for t in tools))
