@@ -89,6 +89,8 @@ class PrefixCache:
             if not found:
                 break
             candidates = found
+        if not candidates:
+            return 0, None
         query = torch.tensor(tokens[:limit], dtype=torch.long)
         best, best_id = 0, None
         for entry_id in candidates:

@@ -122,6 +122,11 @@ class TransformersBackend(Backend):
         self.hf_model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
         self.hf_model.to(self.device).eval()
         self.eos_ids = self._eos_ids()
+        text_config = self.hf_model.config.get_text_config(decoder=True)
+        layer_types = getattr(text_config, "layer_types", None)
+        # The number of layers when all use full attention (the append-in-place KV cache fits them).
+        self._append_layers = (None if layer_types and set(layer_types) != {"full_attention"}
+                               else text_config.num_hidden_layers)
         head = self.hf_model.get_output_embeddings()
         self.logits_vocab = head.weight.shape[0] if head is not None else self.hf_model.config.vocab_size
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
@@ -379,15 +384,13 @@ class TransformersBackend(Backend):
         spare positions (generators/kv_cache.py); others (sliding windows, linear attention)
         keep transformers' own cache, which knows their layer types.
         """
-        config = self.hf_model.config.get_text_config(decoder=True)
-        layer_types = getattr(config, "layer_types", None)
-        if layer_types and set(layer_types) != {"full_attention"}:
+        if self._append_layers is None:
             from transformers.cache_utils import DynamicCache
 
             return DynamicCache(ddp_cache_data=prefix, config=self.hf_model.config)
         from imaginarium.generators.kv_cache import append_cache
 
-        return append_cache(config.num_hidden_layers, room, prefix)
+        return append_cache(self._append_layers, room, prefix)
 
     def _prefill_alone(self, row: _Row) -> None:
         """Compute a row's prompt (all but its last token) on its own, then let the batch reuse it.
