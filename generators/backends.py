@@ -1,8 +1,8 @@
 """`make_backend(name, model)`: the one place that turns a backend name into a Backend.
 
 Backends are imported lazily, so choosing `openai` never imports torch and choosing
-`transformers` never imports vLLM. The model name `tiny` (or `tiny:SEED`) means the embedded
-tiny model, built on the fly once per process.
+`transformers` never imports vLLM. Model names are resolved by `resolve_model`: the embedded
+default model and the embedded tiny model have short names.
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ BACKENDS = {
 
 
 def resolve_model(model: str) -> str:
-    """`tiny` / `tiny:SEED` -> the path of the embedded tiny model; anything else unchanged."""
+    """A model name -> what transformers or vLLM loads.
+
+    `tiny` / `tiny:SEED`: the embedded tiny model, built on the fly; an embedded model's alias
+    (`smollm2-135m`, the default): its converted directory, converted on first use (see
+    default_model.py); anything else (an HF id, a local path) is unchanged.
+    """
+    from imaginarium.generators.default_model import ensure_model, is_embedded
+
+    if is_embedded(model):
+        return str(ensure_model(model))
     if model == "tiny" or model.startswith("tiny:"):
         from imaginarium.generators.tiny_model import tiny_model_path
 

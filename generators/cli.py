@@ -1,4 +1,4 @@
-"""`imaginarium model tiny` and `imaginarium generate`: thin shells over Python functions.
+"""`imaginarium model ...` and `imaginarium generate`: thin shells over Python functions.
 
 `generate` is the quickest way to try a model with a schema: it prints one JSON object per
 result (text, value, finish_reason), so its output pipes into jq or a file.
@@ -22,9 +22,59 @@ DEFAULTS = GenerationDefaults()
 DEFAULT_PROMPT = "Produce one example."
 
 
-@click.group()
-def model() -> None:
-    """Build models: the embedded tiny test model."""
+@click.group(invoke_without_command=True)
+@click.pass_context
+def model(ctx: click.Context) -> None:
+    """The default model and the tiny test model: where they come from, conversion, checks.
+
+    Without a subcommand: the same as `imaginarium model show`.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(show)
+
+
+_model_name = click.argument("name", default=DEFAULTS.model, required=False)
+
+
+@model.command("show")
+@_model_name
+def show(name: str) -> None:
+    """Where an embedded model comes from (package, file, licence) and where its conversion lives."""
+    from imaginarium.generators.default_model import describe
+
+    info = describe(name)
+    click.echo(f"{info['model']}: {info['title']} ({info['license']}), from {info['upstream']}")
+    click.echo(f"  package   {info['package']} " + (f"installed: {info['gguf']}" if info["installed"]
+                                                    else f"NOT installed: run `{info['install']}`"))
+    click.echo(f"  converted {info['path']}" + ("" if info["converted"] else
+                                                 " (not yet: converted on first use, or by `imaginarium model convert`)"))
+
+
+@model.command("convert")
+@_model_name
+def convert(name: str) -> None:
+    """Convert an embedded model now (normally done on first use) and print its directory."""
+    from imaginarium.generators.default_model import ensure_model
+
+    click.echo(str(ensure_model(name)))
+
+
+@model.command("check")
+@_model_name
+def check(name: str) -> None:
+    """Re-hash a conversion against its recorded sizes and sha256; exit 1 when it does not match.
+
+    A conversion that fails is converted again on next use (or run `imaginarium model convert`).
+    """
+    from imaginarium.generators.default_model import check_model
+
+    report = check_model(name)
+    if report["ok"]:
+        click.echo(f"{report['model']}: OK, {len(report['files'])} files match ({report['path']})")
+        return
+    for problem in report["problems"]:
+        click.echo(f"{report['model']}: {problem}", err=True)
+    raise SystemExit(1)
 
 
 @model.command("tiny")
@@ -34,8 +84,8 @@ def model() -> None:
 def tiny(out_dir: Path, seed: int) -> None:
     """Build the tiny random-weight Llama model (about a second) and print its directory.
 
-    Its text is meaningless but its constrained outputs are valid: it is the default model of
-    the quickstart and the tests. Load it with AutoModelForCausalLM.from_pretrained(DIR).
+    Its text is meaningless but its constrained outputs are valid: the fast tests use it
+    (`--model tiny`). Load it with AutoModelForCausalLM.from_pretrained(DIR).
     """
     from imaginarium.generators.tiny_model import build_tiny_model
 

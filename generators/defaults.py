@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_BACKEND = "transformers"
-DEFAULT_MODEL = "tiny"  # the embedded tiny model: runs anywhere, text meaningless, constraints valid
+# SmolLM2-135M-Instruct, embedded offline (generators/default_model.py): a real instruction-tuned
+# model that runs on a CPU. `tiny` (a random-weight model, text meaningless) is for fast tests.
+DEFAULT_MODEL = "smollm2-135m"
 # llguidance: enforces integer/number bounds, string lengths, patterns and enums (outlines_core
 # ignores numeric bounds), compiles a schema in milliseconds, and fills a batch's token masks in
 # parallel. See docs/generation.md for the measurements behind this choice.
