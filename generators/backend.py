@@ -75,6 +75,7 @@ class Completion:
     value: Any = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose keys/values came from a cache (prefix caching)
     request_index: int = 0
     sample_index: int = 0
     error: str | None = None

@@ -18,6 +18,7 @@ then reported as finish_reason=invalid. A result cut by max_tokens is `length`, 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import secrets
 import time
@@ -66,6 +67,7 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     cached: int = 0  # leading prompt tokens whose keys/values come from the prefix cache
     cached_layers: list | None = None
+    reused: int = 0  # of those, the ones found in the cache (not computed for this row beforehand)
 
     @property
     def to_compute(self) -> int:
@@ -119,8 +121,14 @@ class TransformersBackend(Backend):
         self._prefix = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         self.tokenizer.padding_side = "left"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a weight-loading bar per backend is noise in a stage's output
         self.hf_model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
         self.hf_model.to(self.device).eval()
+        # transformers 5.x renamed the forward argument `past_key_values` to `cache` (the old name
+        # warns and will go); older 5.x releases only know the old name.
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.hf_model.forward).parameters else "past_key_values"
         self.eos_ids = self._eos_ids()
         text_config = self.hf_model.config.get_text_config(decoder=True)
         layer_types = getattr(text_config, "layer_types", None)
@@ -136,7 +144,8 @@ class TransformersBackend(Backend):
         # model's forward passes while decoding batches (the rest: masking, sampling, upkeep).
         # CPU figures: on a GPU a forward returns before its kernels finish.
         self.stats.extra.update({"compile_seconds": 0.0, "constraints_compiled": 0, "constraint_cache_hits": 0,
-                                 "prefix_reused_tokens": 0, "prefill_seconds": 0.0, "decode_forward_seconds": 0.0})
+                                 "prefix_reused_tokens": 0, "prompt_tokens_computed": 0, "decode_steps": 0,
+                                 "prefill_seconds": 0.0, "decode_forward_seconds": 0.0})
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "structured_backend": self.structured_backend}
@@ -204,9 +213,12 @@ class TransformersBackend(Backend):
         while pending:
             retry = []
             for row in pending:
+                self.stats.extra["prompt_tokens_computed"] += len(row.prompt_ids)
                 if self._prefix is not None:
                     row.cached, row.cached_layers = self._prefix.lookup(row.prompt_ids, len(row.prompt_ids) - 1)
+                    row.reused = row.cached
                     self.stats.extra["prefix_reused_tokens"] += row.cached
+                    self.stats.extra["prompt_tokens_computed"] -= row.cached
                     if self.device == "cpu" and row.to_compute > 1:
                         started = time.perf_counter()
                         self._prefill_alone(row)
@@ -298,12 +310,13 @@ class TransformersBackend(Backend):
                     input_ids=step_input.to(self.device),
                     attention_mask=attention.to(self.device),
                     position_ids=positions.to(self.device),
-                    past_key_values=past,
                     use_cache=True,
                     logits_to_keep=1,
+                    **{self._cache_arg: past},
                 )
-                past = out.past_key_values
+                past = self._returned_cache(out)
                 logits = out.logits[:, -1, :].float()
+                self.stats.extra["decode_steps"] += 1
                 self.stats.extra["decode_forward_seconds"] += time.perf_counter() - started
                 if bitmask is not None:
                     self._mask(logits, live, matchers, bitmask, finish, errors)
@@ -407,10 +420,14 @@ class TransformersBackend(Backend):
         input_ids, attention, positions, past = self._prefill_inputs([head], room=0)
         with torch.inference_mode():
             out = self.hf_model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                                past_key_values=past, use_cache=True, logits_to_keep=1)
-        layers = [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers]
+                                use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
+        layers = [(layer.keys[0], layer.values[0]) for layer in self._returned_cache(out).layers]
         self._prefix.store(head.prompt_ids, layers)
         row.cached, row.cached_layers = len(head.prompt_ids), layers
+
+    def _returned_cache(self, out):
+        """The KV cache a forward pass returned, under the output field's current name."""
+        return out.cache if self._cache_arg == "cache" else out.past_key_values
 
     def _remember(self, row: _Row, past, attention, position: int) -> None:
         """Keep a finished row's keys and values (prompt and generated tokens) for later prompts."""
@@ -472,6 +489,7 @@ class TransformersBackend(Backend):
             value=value,
             prompt_tokens=len(row.prompt_ids),
             completion_tokens=len(row.tokens),
+            cached_tokens=row.reused,
             request_index=row.request_index,
             sample_index=row.sample_index,
             error=error,

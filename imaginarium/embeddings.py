@@ -60,7 +60,7 @@ def embed(
         batch_size=batch_size,
         convert_to_numpy=True,
         normalize_embeddings=True,
-        show_progress_bar=show_progress,
+        show_progress_bar=show_progress and len(texts) > 8 * batch_size,  # a bar for one batch is noise
     )
     return np.asarray(vectors, dtype=np.float32)
 

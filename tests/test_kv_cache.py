@@ -36,7 +36,7 @@ def test_the_model_decodes_the_same_with_either_cache(tiny_model):
         tokens, logits_seen = prompt, []
         with torch.inference_mode():
             for _ in range(8):  # past the room of 3: the buffer is reallocated mid-decode
-                out = model(input_ids=tokens, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                out = model(input_ids=tokens, cache=cache, use_cache=True, logits_to_keep=1)
                 logits_seen.append(out.logits[:, -1])
                 tokens = out.logits[:, -1].argmax(-1, keepdim=True)
         runs.append(torch.stack(logits_seen))

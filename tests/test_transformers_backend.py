@@ -154,7 +154,7 @@ def test_make_backend_names_and_tiny_models():
 
 def test_defaults():
     defaults = GenerationDefaults()
-    assert defaults.backend == "transformers" and defaults.model == "tiny"
+    assert defaults.backend == "transformers" and defaults.model == "smollm2-135m"
     assert defaults.structured_backend == "llguidance"
 
 
