@@ -4,10 +4,12 @@ Per API, `episodes` episodes; per episode, `stm_slots` trials in one growing con
 (short-term memory: a later trial sees the earlier ones). Each trial:
 
 1. imagine: the model sees the API's documentation and, from long-term memory, every query
-   already explored for this API with its label, and writes a new query (JSON, bounded);
+   already explored for this API with its label, and writes a new query (one line of text,
+   bounded); a query that repeats an explored one is imagined again (`reimagine` times);
 2. act: a JSON object that either calls one of the tools shown (the call follows that tool's
-   JSON Schema, so it is valid by construction) or gives the final answer; calls are executed
-   and the observation appended, up to `max_turns` calls, after which only an answer is allowed;
+   JSON Schema, so it is valid by construction) or gives the final answer (the first step must
+   call, unless `call_first` is off); calls are executed and the observation appended, up to
+   `max_turns` calls, after which only an answer is allowed;
 3. reflect: did the answer fulfil the query? (a yes/no choice);
 4. the query and its label enter long-term memory.
 
@@ -25,6 +27,7 @@ rebuilt from the written trials, so nothing is lost and nothing is redone.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -35,6 +38,9 @@ from typing import Any, Iterable
 
 from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
 from imaginarium.generators.prompts import Prompts, tool_doc
+from imaginarium.generators.quality import exploration_quality
+from imaginarium.generators.queries import query_constraint, unframed_query
+from imaginarium.filters.dedupe import normalise_query
 from imaginarium.schemas.constraints import call_schema
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import ToolSpec
@@ -60,6 +66,19 @@ class ExploreConfig:
     max_argument_chars: int = 64
     max_tokens: int = 512
     distractors: dict[str, list[str]] = field(default_factory=dict)  # api -> other tools shown
+    # The first step of a trial must call a tool: the query was imagined for it, and a trial
+    # with no call is dropped by the filter anyway. Small models otherwise answer from their own
+    # knowledge. False lets the model answer at once, as in the paper.
+    call_first: bool = True
+    # Long-term memory also guards against repeats: an imagined query that repeats one already
+    # explored (or in flight) for the API, exactly (ignoring case and punctuation) or nearly
+    # (sentence-embedding cosine at or above `repeat_threshold`), is imagined again with a fresh
+    # seed and a temperature raised by `reimagine_heat` per attempt, up to `reimagine` times.
+    # reimagine=0: the prompt alone steers away from repeats, as in the paper. Small models copy
+    # the listed queries with small changes; these settings undo that.
+    reimagine: int = 2
+    repeat_threshold: float | None = 0.9
+    reimagine_heat: float = 0.2
     # Ablations of the paper.
     no_exec: bool = False  # observations withheld
     no_stm: bool = False  # one trial per episode
@@ -74,22 +93,23 @@ class ExploreConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_turns < 0:
             raise ValueError("max_turns must be at least 0")
+        if self.reimagine < 0:
+            raise ValueError("reimagine must be at least 0")
+        if self.repeat_threshold is not None and not 0 < self.repeat_threshold <= 1:
+            raise ValueError("repeat_threshold must be in (0, 1]")
 
 
 # -- schemas of the three generation steps -----------------------------------------------------
-def query_schema(config: ExploreConfig) -> dict[str, Any]:
-    return _object({"query": {"type": "string", "minLength": 8, "maxLength": config.max_query_chars}})
-
-
-def act_schema(tools: list[ToolSpec], config: ExploreConfig, *, allow_call: bool) -> dict[str, Any]:
-    """One step: a thought and either a call of one of `tools` or the final answer."""
+def act_schema(tools: list[ToolSpec], config: ExploreConfig, *, allow_call: bool,
+               allow_answer: bool = True) -> dict[str, Any]:
+    """One step: a thought and a call of one of `tools` or the final answer (or both kinds)."""
     thought = {"type": "string", "maxLength": config.max_thought_chars}
     answer = _object({"thought": thought, "final_answer": {"type": "string", "minLength": 1, "maxLength": config.max_answer_chars}})
     if not allow_call or not tools:
         return answer
     calls = [call_schema(tool, max_string_length=config.max_argument_chars) for tool in tools]
-    call = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    return {"anyOf": [_object({"thought": thought, "call": call}), answer]}
+    call = _object({"thought": thought, "call": calls[0] if len(calls) == 1 else {"anyOf": calls}})
+    return {"anyOf": [call, answer]} if allow_answer else call
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +131,7 @@ class Trial:
     succeeded: bool | None = None
     reflection: str | None = None
     phase: str = "imagine"  # imagine -> act -> reflect -> done
+    reimagined: int = 0  # queries rejected as repeats of earlier ones (long-term memory guard)
 
     @property
     def trial_id(self) -> str:
@@ -118,7 +139,12 @@ class Trial:
 
     @property
     def calls_made(self) -> int:
+        """Steps that used a turn: calls, and outputs that did not parse."""
         return sum(1 for step in self.steps if step["action"] in ("call", "invalid"))
+
+    @property
+    def calls_executed(self) -> int:
+        return sum(1 for step in self.steps if step["action"] == "call")
 
     def record(self, backend: Backend, seed: int) -> dict[str, Any]:
         return {
@@ -160,7 +186,9 @@ class Explorer:
         self.prompts = Prompts("explore", templates)
         self.progress = progress
         self.memory: dict[str, list[Trial]] = defaultdict(list)  # long-term memory per API
-        self._schemas: dict[tuple[str, bool], dict[str, Any]] = {}
+        self._schemas: dict[tuple[str, bool, bool], dict[str, Any]] = {}
+        self.reimagined = 0  # queries rejected as repeats, this run
+        self._repeats = RepeatGuard(config.repeat_threshold)
 
     # -- prompts ---------------------------------------------------------------------------------
     def shown_tools(self, api: str) -> list[ToolSpec]:
@@ -178,15 +206,15 @@ class Explorer:
         for step in trial.steps:
             if step["action"] == "call":
                 call = {"name": step["call"]["name"], "arguments": json.loads(step["call"]["arguments"])}
-                messages.append({"role": "assistant", "content": json.dumps({"thought": step["thought"], "call": call}, ensure_ascii=False)})
+                messages.append({"role": "assistant", "content": _step_text({"thought": step["thought"], "call": call})})
                 content = (
                     self.prompts.render("withheld") if step["observation"] is None
                     else json.loads(step["observation"])["content"]
                 )
                 messages.append({"role": "tool", "name": call["name"], "content": content})
             elif step["action"] == "final_answer":
-                messages.append({"role": "assistant", "content": json.dumps(
-                    {"thought": step["thought"], "final_answer": trial.final_answer}, ensure_ascii=False)})
+                messages.append({"role": "assistant", "content": _step_text(
+                    {"thought": step["thought"], "final_answer": trial.final_answer})})
             else:  # an output that did not parse: the model sees its error
                 messages.append({"role": "assistant", "content": step["thought"] or ""})
                 messages.append({"role": "user", "content": f"That was not a valid step: {step['parse_error']}"})
@@ -212,39 +240,68 @@ class Explorer:
     def request_for(self, episode: Episode, in_flight: list[Trial]) -> GenerationRequest:
         trial = episode.current
         config = self.config
-        seed = _seed(config.seed, trial.trial_id, len(trial.steps), trial.phase)
+        phase = f"{trial.phase}#{trial.reimagined}" if trial.reimagined else trial.phase
+        seed = _seed(config.seed, trial.trial_id, len(trial.steps), phase)
+        temperature = config.temperature
+        if trial.phase == "imagine" and trial.reimagined:
+            temperature = min(1.0, temperature + config.reimagine_heat * trial.reimagined)
         # The tools are documented in the system message only, not also passed as the chat
         # template's `tools`: a model's native tool block would describe them a second time and
         # often prescribe its own call syntax, which the act format does not use. Every step of
         # an episode starts with the same system message and conversation, so engines with
         # prefix caching (vLLM, the transformers backend) compute that prefix once.
-        sampling = dict(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed)
-        history = self.conversation(episode)
+        sampling = dict(max_tokens=config.max_tokens, temperature=temperature, top_p=config.top_p, seed=seed)
         if trial.phase == "imagine":
+            # Imagination is a prompt of its own: a system message that gives the model the
+            # writer's role, then what the tool does, what it takes, and long-term memory (every
+            # query explored for this API, this episode's included, with its label). Not the
+            # episode's conversation, nor the acting system prompt: a model told it is the
+            # assistant and then asked to play the user writes about the conversation ("I'm
+            # ready to help. What's your question?") instead of a query.
+            tool = self.tools[trial.api]
             prompt = self.prompts.render(
-                "imagine", tool_name=trial.api, memory=self.memory_items(trial.api, in_flight))
-            return GenerationRequest(messages=history + [{"role": "user", "content": prompt}],
-                                     constraint=Constraint.json(query_schema(config)), **sampling)
-        messages = history + self.trial_messages(trial)
+                "imagine", tool_name=trial.api, description=tool.description or trial.api, inputs=tool_inputs(tool),
+                tool_doc=tool_doc(tool), memory=self.memory_items(trial.api, in_flight))
+            messages = [{"role": "system", "content": self.prompts.render("imagine_system")},
+                        {"role": "user", "content": prompt}]
+            return GenerationRequest(messages=messages, constraint=query_constraint(config.max_query_chars), **sampling)
+        messages = self.conversation(episode) + self.trial_messages(trial)
         if trial.phase == "act":
             allow_call = trial.calls_made < config.max_turns
-            schema = self._act_schema(trial.api, allow_call)
+            allow_answer = not (config.call_first and allow_call and trial.calls_executed == 0)
+            schema = self._act_schema(trial.api, allow_call, allow_answer)
             return GenerationRequest(messages=messages, constraint=Constraint.json(schema), **sampling)
         # reflect
         return GenerationRequest(messages=messages + [{"role": "user", "content": self.prompts.render("reflect")}],
                                  constraint=Constraint.choice(["yes", "no"]), **dict(sampling, max_tokens=4))
 
-    def _act_schema(self, api: str, allow_call: bool) -> dict[str, Any]:
-        key = (api, allow_call)
+    def _act_schema(self, api: str, allow_call: bool, allow_answer: bool) -> dict[str, Any]:
+        key = (api, allow_call, allow_answer)
         if key not in self._schemas:
-            self._schemas[key] = act_schema(self.shown_tools(api), self.config, allow_call=allow_call)
+            self._schemas[key] = act_schema(self.shown_tools(api), self.config, allow_call=allow_call,
+                                            allow_answer=allow_answer)
         return self._schemas[key]
 
-    def advance(self, trial: Trial, completion) -> dict[str, Any] | None:
-        """Apply one completion to a trial; return a call to execute, if the step made one."""
+    def _repeats_memory(self, trial: Trial, query: str, in_flight: Iterable[Trial]) -> bool:
+        """Whether `query` repeats a query already explored, or being explored, for the trial's API."""
+        if self.config.no_ltm:
+            return False
+        earlier = [t.query for t in [*self.memory[trial.api], *in_flight] if t is not trial and t.query]
+        return self._repeats.repeats(query, earlier)
+
+    def advance(self, trial: Trial, completion, in_flight: Iterable[Trial] = ()) -> dict[str, Any] | None:
+        """Apply one completion to a trial; return a call to execute, if the step made one.
+
+        `in_flight`: the API's other trials in progress (their queries count as explored).
+        """
         if trial.phase == "imagine":
             if completion.ok:
-                trial.query = completion.value["query"].strip()
+                query = unframed_query(completion.value)
+                if trial.reimagined < self.config.reimagine and self._repeats_memory(trial, query, in_flight):
+                    trial.reimagined += 1  # imagined again next round, with another seed
+                    self.reimagined += 1
+                    return None
+                trial.query = query
                 trial.phase = "act"
             else:  # no usable query: the trial ends here, recorded with its error
                 trial.steps.append(_invalid_step(completion))
@@ -281,7 +338,7 @@ class Explorer:
         """Explore until every API has its episodes; returns the run's statistics."""
         config = self.config
         started = time.perf_counter()
-        backend_seconds_before = self.backend.stats.seconds
+        before = copy.deepcopy(self.backend.stats)  # this run's figures are the differences
         finished_ids = self._resume(writer)
         queues = {api: self._episodes_to_run(api) for api in self.apis}
         active: dict[str, list[Episode]] = {api: [] for api in self.apis}
@@ -306,7 +363,7 @@ class Explorer:
                 completions = self.backend.generate(requests)
                 calls = []
                 for episode, completion in zip(live, completions):
-                    call = self.advance(episode.current, completion)
+                    call = self.advance(episode.current, completion, [e.current for e in active[episode.api]])
                     if call is not None:
                         calls.append((episode.current, call))
                 self._execute(calls)
@@ -317,12 +374,26 @@ class Explorer:
                     written += len(finished)
                     bar.advance(finished)
         wall = time.perf_counter() - started
-        backend_seconds = self.backend.stats.seconds - backend_seconds_before
-        return {
+        stats = self.backend.stats
+        backend_seconds = stats.seconds - before.seconds
+        run = {
             "trials": written, "wall_seconds": round(wall, 3), "backend_seconds": round(backend_seconds, 3),
             "backend_share": round(backend_seconds / wall, 4) if wall else 0.0,
-            "prompt_tokens": self.backend.stats.prompt_tokens, "completion_tokens": self.backend.stats.completion_tokens,
+            "prompt_tokens": stats.prompt_tokens - before.prompt_tokens,
+            "completion_tokens": stats.completion_tokens - before.completion_tokens,
+            "queries_reimagined": self.reimagined,
         }
+        for key in ("prefill_seconds", "decode_forward_seconds", "retries", "decode_steps"):
+            if key in stats.extra:
+                run[key] = round(stats.extra[key] - before.extra.get(key, 0), 3)
+        if "prompt_tokens_computed" in stats.extra:  # backends that count it (transformers)
+            # Prompt tokens served from the prefix/KV cache, out of all prompt tokens the backend
+            # had to provide (each sample and retry counts: each needs its prompt's keys/values).
+            reused = stats.extra["prefix_reused_tokens"] - before.extra["prefix_reused_tokens"]
+            computed = stats.extra["prompt_tokens_computed"] - before.extra["prompt_tokens_computed"]
+            run["prompt_tokens_computed"] = computed
+            run["prefix_hit_share"] = round(reused / (reused + computed), 4) if reused + computed else 0.0
+        return run
 
     def _execute(self, calls: list[tuple[Trial, dict[str, Any]]]) -> None:
         if not calls:
@@ -365,6 +436,52 @@ class Explorer:
             if len(done) < self.config.stm_slots:
                 episodes.append(Episode(api, index, done=list(done)))
         return episodes
+
+
+def tool_inputs(tool: ToolSpec) -> str:
+    """What a tool takes, in words, for the imagination prompt (`the city; the number of days`)."""
+    properties = tool.parameters.get("properties", {})
+    return "; ".join((schema.get("description") or name).rstrip(". ") for name, schema in properties.items())
+
+
+class RepeatGuard:
+    """Whether a new query repeats earlier ones: the same words, or (with a threshold) nearly.
+
+    Near repeats are found with the shared sentence embeddings (imaginarium.embeddings); each
+    distinct text is embedded once, and the model is loaded only when a check needs it.
+    """
+
+    def __init__(self, threshold: float | None):
+        self.threshold = threshold
+        self._vectors: dict[str, Any] = {}
+
+    def repeats(self, query: str, earlier: list[str]) -> bool:
+        if not earlier:
+            return False
+        key = normalise_query(query)
+        if any(normalise_query(text) == key for text in earlier):
+            return True
+        if self.threshold is None:
+            return False
+        vectors = self._embedded([query, *earlier])
+        return bool(max(float(vectors[query] @ vectors[text]) for text in earlier) >= self.threshold)
+
+    def _embedded(self, texts: list[str]) -> dict[str, Any]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            from imaginarium.embeddings import embed
+
+            self._vectors.update(zip(missing, embed(missing)))
+        return self._vectors
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    """An earlier act step as the conversation shows it: compact JSON, keys in schema order.
+
+    Constrained decoders write compact JSON, so the step reads back exactly as generated and
+    the prefix cache can reuse the keys and values it computed while generating it.
+    """
+    return json.dumps(step, ensure_ascii=False, separators=(",", ":"))
 
 
 def _label(trial: Trial) -> str:
@@ -442,8 +559,10 @@ def explore_stage(out, tools_path, tools: list[ToolSpec], apis: list[str], backe
         for row in rows:
             per_api[row["api"]] += 1
             succeeded += bool(row["succeeded"])
+        quality = exploration_quality(rows)
         return writer.finish(
             counts={"trials": len(rows), "succeeded": succeeded, "per_api": dict(sorted(per_api.items()))},
-            extra={"run": stats},
+            extra={"run": stats, "quality": quality},
+            files={"quality.json": json.dumps(quality, indent=2) + "\n"},
             sort_by=["api", "episode", "slot"],
         )

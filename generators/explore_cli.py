@@ -9,6 +9,7 @@ import click
 
 from imaginarium.errors import InputError
 from imaginarium.generators.defaults import GenerationDefaults
+from imaginarium.generators.quality import format_quality
 
 
 def explore(
@@ -29,6 +30,7 @@ def explore(
     parallel_episodes: int = 1,
     distractors: int = 0,
     temperature: float = 1.0,
+    top_p: float = 1.0,
     max_query_chars: int = 200,
     max_thought_chars: int = 160,
     max_answer_chars: int = 300,
@@ -55,7 +57,7 @@ def explore(
     chosen = select_apis(specs, apis, apis_file, tools)
     config = ExploreConfig(
         episodes=episodes, stm_slots=stm_slots, max_turns=max_turns, seed=seed, parallel_episodes=parallel_episodes,
-        temperature=temperature, max_query_chars=max_query_chars, max_thought_chars=max_thought_chars,
+        temperature=temperature, top_p=top_p, max_query_chars=max_query_chars, max_thought_chars=max_thought_chars,
         max_answer_chars=max_answer_chars, max_argument_chars=max_argument_chars, max_tokens=max_tokens, no_exec=no_exec, no_stm=no_stm, no_ltm=no_ltm, no_reflection=no_reflection,
         distractors=nearest_tools(specs, chosen, distractors) if distractors else {},
     )
@@ -148,6 +150,7 @@ def nearest_tools(specs, apis: list[str], k: int) -> dict[str, list[str]]:
 @click.option("--distractors", type=int, default=0, show_default=True,
               help="Also show the K tools with the nearest descriptions (embeddings) as distractors.")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float, default=1.0, show_default=True)
 @click.option("--max-query-chars", type=int, default=200, show_default=True, help="Longest imagined query.")
 @click.option("--max-thought-chars", type=int, default=160, show_default=True, help="Longest thought before a step.")
 @click.option("--max-answer-chars", type=int, default=300, show_default=True, help="Longest final answer.")
@@ -178,5 +181,8 @@ def explore_command(**params: Any) -> None:
     counts = manifest["counts"]
     click.echo(f"{counts['trials']} trials ({counts['succeeded']} judged successful by reflection) -> {params['out']}")
     if run:
+        hits = f", {run['prefix_hit_share']:.0%} of prompt tokens from the prefix cache" if "prefix_hit_share" in run else ""
         click.echo(f"wall {run['wall_seconds']:.1f} s, {run['backend_share']:.0%} inside the backend, "
-                   f"{run['prompt_tokens']} prompt + {run['completion_tokens']} completion tokens")
+                   f"{run['prompt_tokens']} prompt + {run['completion_tokens']} completion tokens{hits}")
+    for line in format_quality(manifest.get("extra", {}).get("quality", {})):
+        click.echo(line)

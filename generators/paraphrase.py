@@ -16,16 +16,16 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
 
-from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
+from imaginarium.generators.backend import Backend, GenerationRequest
 from imaginarium.generators.prompts import Prompts
+from imaginarium.generators.queries import query_constraint, unframed_query
 from imaginarium.progress import batches
 from imaginarium.schemas.records import arrow_schema
-from imaginarium.stage import StageWriter
+from imaginarium.stage import StageWriter, carried_reports
 
 
 @dataclass
@@ -38,7 +38,7 @@ class AugmentConfig:
     temperature: float = 0.9
     seed: int = 0
     batch_size: int = 64
-    max_tokens: int = 1024
+    max_tokens: int = 96  # per paraphrase: one line of at most max_query_chars characters
 
 
 def paraphrase_count(target: int, kept: int, max_paraphrases: int) -> int:
@@ -48,15 +48,13 @@ def paraphrase_count(target: int, kept: int, max_paraphrases: int) -> int:
     return max(0, min(round(target / kept) - 1, max_paraphrases))
 
 
-def paraphrase_schema(count: int, max_chars: int) -> dict[str, Any]:
-    item = {"type": "string", "minLength": 8, "maxLength": max_chars}
-    return {"type": "object", "properties": {"paraphrases": {"type": "array", "items": item, "minItems": count,
-                                                             "maxItems": count}},
-            "required": ["paraphrases"], "additionalProperties": False}
-
-
 class Paraphraser:
-    """Builds paraphrase requests and turns completions into paraphrase rows."""
+    """Builds paraphrase requests and turns completions into paraphrase rows.
+
+    One request per seed, sampled `count` times with per-sample seeds: each paraphrase is one
+    line of plain text under the same constraint as an imagined query (generators/queries.py),
+    since small models asked for a JSON list of strings drift into code.
+    """
 
     def __init__(self, backend: Backend, config: AugmentConfig, templates: str | None = None):
         self.backend = backend
@@ -67,19 +65,20 @@ class Paraphraser:
         prompt = self.prompts.render("request", query=seed["query"], count=count)
         digest = hashlib.sha256(f"{self.config.seed}/{seed['trial_id']}".encode()).hexdigest()
         return GenerationRequest(
-            messages=[{"role": "user", "content": prompt}],
-            constraint=Constraint.json(paraphrase_schema(count, self.config.max_query_chars)),
+            messages=[{"role": "user", "content": prompt}], n=count,
+            constraint=query_constraint(self.config.max_query_chars),
             max_tokens=self.config.max_tokens, temperature=self.config.temperature, seed=int(digest[:8], 16),
         )
 
     def rows(self, seeds: list[dict[str, Any]], counts: list[int]) -> list[dict[str, Any]]:
-        """Seeds followed by their paraphrases (a seed whose request failed keeps none)."""
+        """Seeds followed by their paraphrases (samples that failed are left out)."""
         asked = [(s, n) for s, n in zip(seeds, counts) if n > 0]
         completions = self.backend.generate([self.request(s, n) for s, n in asked]) if asked else []
         paraphrases: dict[str, list[str]] = {}
-        for (seed, _), completion in zip(asked, completions):
+        for completion in completions:
+            seed = asked[completion.request_index][0]
             if completion.ok:
-                paraphrases[seed["trial_id"]] = [p.strip() for p in completion.value["paraphrases"]]
+                paraphrases.setdefault(seed["trial_id"], []).append(unframed_query(completion.value))
         out = []
         for seed in seeds:
             out.append(seed)
@@ -116,12 +115,5 @@ def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser
         extra={"paraphrases_per_seed": {api: paraphrase_count(config.target_per_api, n, config.max_paraphrases)
                                         for api, n in sorted(kept_per_api.items())},
                "dropped": [{"trial_id": r["trial_id"], "reason": reason} for r, reason in duplicates][:1000]},
-        files=_carried_reports(writer),
+        files=carried_reports(writer.inputs.get("trials")),
     )
-
-
-def _carried_reports(writer: StageWriter) -> dict[str, str]:
-    """The input's funnel.json travels with the data, so a release built from here can show it."""
-    source = writer.inputs.get("trials")
-    funnel = Path(source) / "funnel.json" if source else None
-    return {"funnel.json": funnel.read_text()} if funnel is not None and funnel.is_file() else {}

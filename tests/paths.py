@@ -2,5 +2,6 @@
 
 from pathlib import Path
 
-STE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ste"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+STE = ROOT.parent / "shared" / "datasets" / "ste"
 TOOLBENCH = STE / "tool_metadata" / "API_descriptions.json"

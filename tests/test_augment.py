@@ -43,13 +43,13 @@ class ScriptedParaphraser(Backend):
 
     def _generate(self, requests):
         completions = []
-        for request in requests:
+        for index, request in enumerate(requests):
             prompt = request.messages[-1]["content"]
             query = next(q for q in self.paraphrases if f"Request: {q}\n" in prompt)
-            count = request.constraint.value["properties"]["paraphrases"]["minItems"]
-            body = json.dumps({"paraphrases": self.paraphrases[query][:count]})
-            ok, value, error = validate_completion(request.constraint, body)
-            completions.append(Completion(body, "stop" if ok else "invalid", value=value, error=error))
+            for k, text in enumerate(self.paraphrases[query][: request.n]):
+                ok, value, error = validate_completion(request.constraint, text)
+                completions.append(Completion(text, "stop" if ok else "invalid", value=value, error=error,
+                                              request_index=index, sample_index=k))
         return completions
 
 

@@ -16,7 +16,8 @@ import pytest
 from imaginarium.executor.cache import ResponseCache, import_cache
 from imaginarium.executor.executor import Executor
 from imaginarium.generators.backend import Backend
-from imaginarium.generators.explore import ExploreConfig, Explorer, Trial, explore_stage, query_schema
+from imaginarium.generators.explore import ExploreConfig, Explorer, Trial, explore_stage
+from imaginarium.generators.queries import query_constraint
 from imaginarium.schemas.importers import import_files
 from imaginarium.stage import read_manifest, read_rows
 
@@ -69,8 +70,8 @@ def run(tmp_path, backend, toolset, **config):
 
 
 def imagination_prompts(recording, config):
-    schema = query_schema(config)
-    return [r for r in recording.requests if r.constraint and r.constraint.value == schema]
+    constraint = query_constraint(config.max_query_chars)
+    return [r for r in recording.requests if r.constraint == constraint]
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +100,17 @@ def test_max_turns_holds(baseline):
         assert sum(s["action"] in ("call", "invalid") for s in row["steps"]) <= 3
 
 
-def test_imagination_sees_all_earlier_queries_of_its_api_with_labels(baseline):
+def test_imagination_sees_all_earlier_queries_of_its_api_with_labels(baseline, toolset):
     rows, recording = baseline
     prompts = imagination_prompts(recording, ExploreConfig(**SMALL))
+    descriptions = {t.name: t.description for t in toolset[0] if t.name in APIS}
     by_api = {api: [] for api in APIS}
     for request in prompts:
+        # a prompt of its own: the writer's role and the tool, not the acting prompt nor the episode
+        assert [m["role"] for m in request.messages] == ["system", "user"]
+        assert "To call a tool" not in request.messages[0]["content"]
         text = request.messages[-1]["content"]
-        api = next(a for a in APIS if f"`{a}`" in text)
+        api = next(a for a in APIS if descriptions[a] in text)
         by_api[api].append(text)
     for api, texts in by_api.items():
         trials = sorted((r for r in rows if r["api"] == api), key=lambda r: (r["episode"], r["slot"]))
@@ -131,7 +136,7 @@ def test_later_trials_of_an_episode_see_the_earlier_ones(baseline):
         found = []
         for request in recording.requests:
             turns = [m["content"] for m in request.messages if m["role"] == "user" and m["content"] in queries]
-            is_act = request.constraint.kind == "json" and request.constraint.value != query_schema(ExploreConfig(**SMALL))
+            is_act = request.constraint.kind == "json"
             if is_act and turns and turns[-1] == trial["query"]:
                 found.append(request)
         return found
@@ -187,9 +192,9 @@ def test_ablation_no_reflection_labels_every_answered_trial_successful(tmp_path,
 def test_parallel_episodes_run_side_by_side_and_mark_queries_in_flight(tmp_path, backend, toolset):
     rows, recording = run(tmp_path, backend, toolset, parallel_episodes=2, stm_slots=1)
     assert Counter(r["api"] for r in rows) == {api: 2 for api in APIS}
-    schema = query_schema(ExploreConfig(**SMALL))
+    constraint = query_constraint(SMALL["max_query_chars"])
     first_round = recording.requests[: len(APIS) * 2]  # both episodes of every API imagine at once
-    assert all(r.constraint.value == schema for r in first_round)
+    assert all(r.constraint == constraint for r in first_round)
 
     explorer = Explorer(toolset[0], APIS, backend, None, ExploreConfig(**SMALL, parallel_episodes=2))
     done = Trial("add_date", 0, 0, ["add_date"], query="What is 3 days after May 1?", final_answer="May 4",
