@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from imaginarium.builders.chat import message
-from imaginarium.builders.sft import carried_extra, carried_files
+from imaginarium.builders.sft import carried_extra
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import content_hash
 from imaginarium.builders.checks import check_record_rows
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import read_tools, safe_name
-from imaginarium.stage import StageWriter, read_table
+from imaginarium.stage import StageWriter, carried_reports, read_table
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def build_continual(
     extra["release_config"] = config["release_config"]
     with writer:
         writer.append(chosen)
-        return writer.finish(counts=counts, extra=extra, files=carried_files(rows))
+        return writer.finish(counts=counts, extra=extra, files=carried_reports(rows))
 
 
 def _is_batch(batch: Any) -> bool:

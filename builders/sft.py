@@ -21,7 +21,7 @@ from imaginarium.builders.trials import CALL_POLICIES, check_trials, count_sourc
 from imaginarium.errors import InputError
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import read_tools
-from imaginarium.stage import StageWriter, read_manifest, read_table
+from imaginarium.stage import StageWriter, carried_reports, read_manifest, read_table
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def build_sft(
               "per_api": dict(sorted(per_api.items()))}
     with writer:
         writer.append(rows)
-        manifest = writer.finish(counts=counts, extra=extra, files=carried_files(trials))
+        manifest = writer.finish(counts=counts, extra=extra, files=carried_reports(trials))
     log.info("%s: %d rows from %d trials (skipped: %s)", out, len(rows), len(records), dict(skipped) or "none")
     return manifest
 
@@ -131,16 +131,9 @@ def carried_extra(stage_dir) -> dict[str, Any]:
     return {key: extra[key] for key in CARRIED_EXTRA if key in extra}
 
 
-def carried_files(stage_dir) -> dict[str, str]:
-    """The filter's funnel report, copied beside the built data (docs/releases.md)."""
-    funnel = Path(stage_dir) / "funnel.json"
-    return {"funnel.json": funnel.read_text(encoding="utf-8")} if funnel.is_file() else {}
-
-
 def _track(items: list, progress: bool):
     if not progress or len(items) < 1000:
         return items
     from rich.progress import track
 
     return track(items, description="building rows")
-

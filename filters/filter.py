@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from imaginarium.filters.judge import ASPECTS, Judge
 from imaginarium.progress import batches
 from imaginarium.schemas.records import arrow_schema
-from imaginarium.stage import StageWriter
+from imaginarium.stage import StageWriter, carried_reports
 
 STEPS = ("final_answer", "executed", "judge", "dedupe")
 _DROPPED_SCHEMA = pa.schema([("trial_id", pa.string()), ("api", pa.string()), ("step", pa.string()),
@@ -114,7 +114,8 @@ def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: Fil
         extra["judge_model"] = judge.backend.model
     return writer.finish(
         transform=lambda _: kept,
-        files={"funnel.json": json.dumps(funnel, indent=2) + "\n", "dropped.parquet": _parquet_bytes(dropped_table)},
+        files={**carried_reports(writer.inputs.get("trials")), "funnel.json": json.dumps(funnel, indent=2) + "\n",
+               "dropped.parquet": _parquet_bytes(dropped_table)},
         counts={"kept": len(survivors), "dropped": len(dropped),
                 "per_api": {api: v["kept"] for api, v in funnel["per_api"].items()}},
         extra=extra,

@@ -3,7 +3,8 @@
 The YAML front matter is built as data and dumped with PyYAML (so it is always valid YAML that
 the Hub and `datasets` read: `configs` with `data_files` per split, `dataset_info` features from
 the Arrow schema); the prose is a Jinja template in templates/. Sections whose facts no stage
-recorded (filter funnel, judge model, response sources, rows per API) are left out rather than
+recorded (exploration quality, filter funnel, judge model, response sources, rows per API) are
+left out rather than
 guessed. The keys read here are listed in docs/releases.md.
 """
 
@@ -78,6 +79,8 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         kind = "preference_text"  # rendered with a chat template: the form Axolotl's DPO can train on
     funnel_file = release_dir / f"provenance/reports/{name}/funnel.json"
     funnel = json.loads(funnel_file.read_text(encoding="utf-8")) if funnel_file.is_file() else extra.get("funnel")
+    quality_file = release_dir / f"provenance/reports/{name}/quality.json"
+    quality = json.loads(quality_file.read_text(encoding="utf-8")) if quality_file.is_file() else extra.get("quality")
     sources = extra.get("response_sources") or {}
     responses = sum(sources.values())
     return {
@@ -88,6 +91,7 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         "splits": {split: s["rows"] for split, s in info["splits"].items()},
         "apis": info.get("apis"),
         "funnel": funnel,
+        "quality": quality if quality and quality.get("trials") else None,
         "judge_model": extra.get("judge_model"),
         "response_sources": sources,
         "simulated_share": (sources.get("simulated", 0) / responses) if responses else None,

@@ -21,7 +21,10 @@ def run_command(recipe: str, out: Path | None, no_progress: bool) -> None:
     Example:
       imaginarium run recipes/quickstart.yaml -o runs/quickstart
     """
-    from imaginarium.recipes.runner import run_recipe
+    from imaginarium.recipes.runner import find_recipe, load_recipe, run_recipe
+    from imaginarium.recipes.summary import summary_lines
 
     outputs = run_recipe(recipe, out, progress=not no_progress, echo=click.echo)
-    click.echo(f"done: {', '.join(f'{name} -> {path}' for name, path in outputs.items())}")
+    kinds = {stage["name"]: stage["uses"] for stage in load_recipe(find_recipe(recipe))["stages"]}
+    for line in summary_lines(outputs, kinds):
+        click.echo(line)
