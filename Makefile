@@ -8,7 +8,7 @@ export TORCHDYNAMO_DISABLE := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install quickstart test axolotl-env axolotl-ci
+.PHONY: install quickstart test lint axolotl-env axolotl-ci
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,6 +35,16 @@ quickstart: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q
+
+# Lint and types (pyproject.toml says which rules and why). mypy reads the package as installed:
+# build/typecheck links the folders as imaginarium.<folder>, the layout pyproject maps them to.
+PACKAGES := schemas generators filters recipes hub_cards axolotl_configs evaluation executor builders
+lint: install
+	$(VENV)/bin/ruff check .
+	rm -rf build/typecheck && mkdir -p build/typecheck/imaginarium
+	ln -s $(CURDIR)/imaginarium/*.py build/typecheck/imaginarium/
+	for package in $(PACKAGES); do ln -s $(CURDIR)/$$package build/typecheck/imaginarium/$$package; done
+	cd build/typecheck && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p imaginarium
 
 # The Axolotl environment (docs/training.md): a separate virtualenv, because Axolotl pins other
 # versions than ours; imaginarium reaches it only through subprocesses. axolotl itself goes in

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
 from imaginarium.axolotl_configs.render import TEMPLATES
+from imaginarium.options import PATH, TEXT
 
 
 @click.group()
@@ -21,17 +21,17 @@ def train() -> None:
 
 
 @train.command("render")
-@click.option("--dataset", required=True, help="OWNER/NAME@vX.Y.Z (a published release) or a release directory.")
+@click.option("--dataset", type=TEXT, required=True, help="OWNER/NAME@vX.Y.Z (a published release) or a release directory.")
 @click.option("--template", required=True, type=click.Choice(TEMPLATES), help="Which recipe.")
-@click.option("--base-model", required=True, help="Model id or local path to fine-tune.")
-@click.option("--config", "configs", multiple=True,
+@click.option("--base-model", type=TEXT, required=True, help="Model id or local path to fine-tune.")
+@click.option("--config", "configs", type=TEXT, multiple=True,
               help="The release's config to train on (default: sft; preference_text for dpo). "
                    "continual: one per round, in order.")
-@click.option("--chat-template", default=None,
+@click.option("--chat-template", type=TEXT, default=None,
               help="Named Axolotl template that renders tools, or a .jinja file (default: the base model's own).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting (value read as YAML).")
+@click.option("--set", "overrides", type=TEXT, multiple=True, metavar="KEY=VALUE", help="Override a setting (value read as YAML).")
 @click.option("--cpu", is_flag=True, help="Settings Axolotl needs on CPU: no fp16/bf16/tf32, no Triton LoRA kernels.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--out", "output", required=True, type=PATH,
               help="The YAML file to write (continual: a directory for round-K.yml).")
 def render_command(dataset, template, base_model, configs, chat_template, overrides, cpu, output) -> None:
     """Render an Axolotl config pinned to one release of the dataset."""
@@ -50,11 +50,11 @@ def render_command(dataset, template, base_model, configs, chat_template, overri
 
 
 @train.command("check")
-@click.argument("config", type=click.Path(path_type=Path))
-@click.option("--rows", default=8, show_default=True, help="Rows to preprocess and check (0: validation only).")
-@click.option("--env", "env_dir", type=click.Path(path_type=Path), default=None,
+@click.argument("config", type=PATH)
+@click.option("--rows", type=click.IntRange(min=0), default=8, show_default=True, help="Rows to preprocess and check (0: validation only).")
+@click.option("--env", "env_dir", type=PATH, default=None,
               help="The Axolotl virtualenv (default: $IMAGINARIUM_AXOLOTL_ENV or .venv-axolotl).")
-@click.option("--log", type=click.Path(path_type=Path), default=None, help="Keep Axolotl's own output in this file.")
+@click.option("--log", type=PATH, default=None, help="Keep Axolotl's own output in this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def check_command(config, rows, env_dir, log, as_json) -> None:
     """Validate CONFIG with Axolotl itself, flag unknown keys, preprocess rows and check the masking.
@@ -70,9 +70,9 @@ def check_command(config, rows, env_dir, log, as_json) -> None:
 
 
 @train.command("run", context_settings={"ignore_unknown_options": True})
-@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("config", type=PATH)
 @click.option("--dry-run", is_flag=True, help="Print the command instead of running it.")
-@click.option("--env", "env_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--env", "env_dir", type=PATH, default=None,
               help="The Axolotl virtualenv (default: $IMAGINARIUM_AXOLOTL_ENV or .venv-axolotl).")
 @click.argument("axolotl_args", nargs=-1, type=click.UNPROCESSED)
 def run_command(config, dry_run, env_dir, axolotl_args) -> None:

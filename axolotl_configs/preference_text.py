@@ -15,7 +15,8 @@ final answer (`chosen_answer`), so the check can prove the tools and calls survi
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 

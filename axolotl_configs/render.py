@@ -15,10 +15,11 @@ known to drop them (Axolotl's `chatml`, among others) is refused.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import yaml
 
@@ -109,7 +110,7 @@ def probe_chat_template(template: str) -> list[str]:
     from transformers.utils.chat_template_utils import render_jinja_template
 
     try:
-        rendered, _ = render_jinja_template(conversations=[_PROBE_MESSAGES], tools=[_PROBE_TOOL],
+        rendered, _ = render_jinja_template(conversations=[_PROBE_MESSAGES], tools=[_PROBE_TOOL],  # type: ignore[list-item,str-unpack]
                                             chat_template=template, bos_token="", eos_token="")
         text = rendered[0]
     except Exception as exc:  # a template that cannot render a tool conversation drops it too
@@ -187,6 +188,7 @@ def dataset_entry(dataset: DatasetRef, template: str, config: str) -> dict[str, 
                              "imaginarium.axolotl_configs.preference_text first", where=f"--config {config}")
     if template == "dpo":
         # Axolotl's DPO dataset entry has no `name`: point at the config's files instead.
+        entry: dict[str, Any]
         if dataset.local:
             entry = {"path": str(Path(dataset.path) / "data" / config), "split": "train"}
         else:
@@ -256,7 +258,7 @@ def header(dataset: str | DatasetRef, template: str) -> str:
     ref = dataset if isinstance(dataset, DatasetRef) else parse_dataset(dataset)
     lines = [f"# Rendered by `imaginarium train render` from the {template} template."]
     if ref.local:
-        release = ref.release
+        release = ref.release or {}
         lines.append(f"# Dataset: release directory {ref.path}, {release['name']} v{release['version']}")
         for name, info in sorted(release["configs"].items()):
             lines.append(f"#   config {name}: {info['rows']} rows, content hash {info.get('content_hash')}")

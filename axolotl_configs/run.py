@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from imaginarium.axolotl_configs.environment import SUBPROCESS_ENV, find_env, subprocess_env
 from imaginarium.errors import InputError

@@ -25,9 +25,10 @@ import platform
 import re
 import statistics
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema
 
@@ -89,7 +90,8 @@ CASES: list[tuple[str, dict[str, Any], Any, Any]] = [
     ("properties", wrap({**obj(n=INT), "required": ["n"]}), {"v": {"n": 1}}, {"v": {"n": "x"}}),
     ("minProperties", wrap({"type": "object", "additionalProperties": INT, "minProperties": 2}), {"v": {"a": 1, "b": 2}}, {"v": {"a": 1}}),
     ("maxProperties", wrap({"type": "object", "additionalProperties": INT, "maxProperties": 1}), {"v": {"a": 1}}, {"v": {"a": 1, "b": 2}}),
-    ("propertyNames", wrap({"type": "object", "additionalProperties": INT, "propertyNames": {"maxLength": 3}}), {"v": {"ab": 1}}, {"v": {"abcdef": 1}}),
+    ("propertyNames", wrap({"type": "object", "additionalProperties": INT, "propertyNames": {"maxLength": 3}}),
+     {"v": {"ab": 1}}, {"v": {"abcdef": 1}}),
     ("dependentRequired", {**obj(a=INT, b=INT), "dependentRequired": {"a": ["b"]}}, {"a": 1, "b": 2}, {"a": 1}),
     ("anyOf", wrap({"anyOf": [INT, {"type": "string"}]}), {"v": 1}, {"v": True}),
     ("oneOf", wrap({"oneOf": [INT, {"type": "string"}]}), {"v": 1}, {"v": True}),
@@ -109,7 +111,7 @@ class _ByteTokenizer:
 
     eos_token_id = 256
     bos_token_id = None
-    special_token_ids = [256]
+    special_token_ids = (256,)
     tokens = [bytes([b]) for b in range(256)] + [b"<eos>"]
 
     def __call__(self, text: str | bytes) -> list[int]:

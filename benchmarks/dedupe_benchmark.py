@@ -196,7 +196,7 @@ def dedupe_quality(rows: list[dict], vectors: np.ndarray) -> dict:
            "exact_variants": int((kind == "exact_variant").sum())}
     table = [{"api": r["api"], "query": r["query"], "row": k} for k, r in enumerate(rows)]
     for scope, by in (("per_api", "api"), ("global", None)):
-        kept, dropped = dedupe(table, by=by, vectors=vectors, id_column="row")
+        _kept, dropped = dedupe(table, by=by, vectors=vectors, id_column="row")
         lost = [d for d in dropped if base[d["row"]] != base[int(d["duplicate_of"])]]
         out[scope] = {
             "dropped": len(dropped),

@@ -26,14 +26,15 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
-from imaginarium.atomic import atomic_write_text  # noqa: E402
-from imaginarium.generators.backend import Constraint, GenerationRequest  # noqa: E402
+from imaginarium.atomic import atomic_write_text
+from imaginarium.generators.backend import Constraint, GenerationRequest
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 TOOLBENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ste" / "tool_metadata" / "API_descriptions.json"
@@ -90,7 +91,8 @@ def batch_scaling(model_dir: str) -> dict[str, Any]:
         backend = TransformersBackend(model_dir, batch_size=batch)
         count = 8 if batch == 1 else batch
         backend.generate(requests_for(2, None))  # warm-up
-        results[f"batch_{batch}"] = median_run(lambda: timed_generate(backend, requests_for(count, None)))
+        results[f"batch_{batch}"] = median_run(
+            lambda backend=backend, count=count: timed_generate(backend, requests_for(count, None)))
     results["batch_16_over_batch_1"] = round(results["batch_16"]["tokens_per_s"] / results["batch_1"]["tokens_per_s"], 2)
     results["batch_64_over_batch_1"] = round(results["batch_64"]["tokens_per_s"] / results["batch_1"]["tokens_per_s"], 2)
     return results
@@ -106,8 +108,8 @@ def constrained_overhead(model_dir: str) -> dict[str, Any]:
         constraint = Constraint.json(LONG_STRING)
         backend.generate(requests_for(2, constraint))  # warm-up and compile
         plain, constrained = interleaved(
-            lambda: timed_generate(backend, requests_for(16, None)),
-            lambda: timed_generate(backend, requests_for(16, constraint)),
+            lambda backend=backend: timed_generate(backend, requests_for(16, None)),
+            lambda backend=backend, constraint=constraint: timed_generate(backend, requests_for(16, constraint)),
         )
         ratio = (constrained["seconds"] / constrained["tokens"]) / (plain["seconds"] / plain["tokens"])
         results[engine] = {"unconstrained": plain, "constrained": constrained, "time_per_token_ratio": round(ratio, 3)}

@@ -29,11 +29,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from imaginarium.builders.chat import message
+from imaginarium.builders.checks import check_record_rows
 from imaginarium.builders.sft import carried_extra
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import content_hash
-from imaginarium.builders.checks import check_record_rows
+from imaginarium.options import Options
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import read_tools, safe_name
 from imaginarium.stage import StageWriter, carried_reports, read_table
@@ -119,37 +122,57 @@ def replay_sample(rows: list[dict[str, Any]], ratio: float, seed: int, batch: in
     return [ordered[i] for i in sorted(chosen)]
 
 
-def build_continual(
-    rows: str | os.PathLike,
-    out: str | os.PathLike,
-    batches: str | os.PathLike,
-    round: int,
-    *,
-    replay_ratio: float = 0.1,
-    general: str | os.PathLike | None = None,
-    general_count: int | None = None,
-    tools: str | os.PathLike | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Build round `round` from the stage directory `rows` (chat rows, `build sft --format chat`)
-    into `out`; `batches` is the batches file, `general` the general data file, `tools` the
-    tools.jsonl that maps the batches' source names (module doc)."""
+class ContinualConfig(Options):
+    """One continual-learning round: which batch, how much replay, what general data."""
+
+    batches: Path = Field(json_schema_extra={"exists": True},
+                          description="JSON list of batches of API source names (e.g. STE's CL_batches.json).")
+    round: int = Field(ge=0, le=10_000, description="The round to build (0-based).")
+    replay_ratio: float = Field(0.1, ge=0, le=1, description="Share of each earlier batch's rows replayed (a seeded sample).")
+    general: Path | None = Field(None, json_schema_extra={"exists": True},
+                                 description="General instruction data with no tools: JSON list of {dialog_history, response}.")
+    general_count: int | None = Field(None, ge=0, description="Use a seeded sample of this many general rows (default: all).")
+    tools: Path | None = Field(None, json_schema_extra={"exists": True},
+                               description="tools.jsonl to map the batches' source names to tool names (default: safe_name).")
+    seed: int = Field(0, ge=0, description="Seed of the replay and general samples.")
+
+
+def build_continual(rows: str | os.PathLike, out: str | os.PathLike, config: ContinualConfig, *,
+                    progress: bool = True) -> dict[str, Any]:
+    """Build one continual-learning round from chat rows (a `build sft --format chat` output).
+
+    Args:
+        rows: a stage directory of chat rows.
+        out: the stage directory to write.
+        config: the round, batches file, replay ratio and general data.
+        progress: unused (the stage is fast); kept for the recipe runner's uniform call.
+
+    Returns:
+        The stage manifest (rows of the batch, replayed rows per earlier batch, general rows).
+
+    Raises:
+        InputError: a missing file, a round that does not exist, rows that are not chat rows.
+
+    Example:
+        >>> from imaginarium import build_continual, ContinualConfig
+        >>> build_continual("runs/sft", "runs/round1", ContinualConfig(batches="CL_batches.json", round=1))
+    """
+    batches, round, replay_ratio, general = config.batches, config.round, config.replay_ratio, config.general
+    general_count, tools, seed = config.general_count, config.tools, config.seed
     batch_lists = read_batches(batches)
     if not 0 <= round < len(batch_lists):
         raise InputError(f"round {round} does not exist: {batches} has batches 0..{len(batch_lists) - 1}",
                          where="--round")
-    if not 0 <= replay_ratio <= 1:
-        raise InputError("must be between 0 and 1", where="--replay-ratio")
-    inputs = {"rows": rows, "batches": batches}
+    inputs: dict[str, Any] = {"rows": rows, "batches": batches}
     if general:
         inputs["general"] = general
     if tools:
         inputs["tools"] = tools
-    config = {"round": round, "replay_ratio": replay_ratio, "general_count": general_count, "seed": seed,
-              "release_config": f"continual_round_{round}"}
-    writer = StageWriter(Path(out), "build_continual", config, inputs, schema=arrow_schema("sft_row"))
+    settings = {"round": round, "replay_ratio": replay_ratio, "general_count": general_count, "seed": seed,
+                "release_config": f"continual_round_{round}"}
+    writer = StageWriter(Path(out), "build_continual", settings, inputs, schema=arrow_schema("sft_row"))
     if writer.done:
-        return writer.manifest
+        return writer.manifest or {}
 
     table = read_table(rows)
     if "messages" not in table.column_names:
@@ -179,7 +202,7 @@ def build_continual(
     if outside:
         log.warning("%d rows of %d APIs in no batch were left out", sum(outside.values()), len(outside))
     extra = carried_extra(rows)
-    extra["release_config"] = config["release_config"]
+    extra["release_config"] = settings["release_config"]
     with writer:
         writer.append(chosen)
         return writer.finish(counts=counts, extra=extra, files=carried_reports(rows))

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from imaginarium.errors import InputError
 from imaginarium.schemas.toolspec import ToolSpec

@@ -12,75 +12,86 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from imaginarium.builders.chat import DEFAULT_SYSTEM, chat_messages
 from imaginarium.builders.neighbours import ToolMenu
 from imaginarium.builders.react import REACT_SCHEMA, react_examples
-from imaginarium.builders.trials import CALL_POLICIES, check_trials, count_sources, example_turns, row_source
+from imaginarium.builders.trials import check_trials, count_sources, example_turns, row_source
 from imaginarium.errors import InputError
+from imaginarium.options import Options
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import read_tools
 from imaginarium.stage import StageWriter, carried_reports, read_manifest, read_table
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("chat", "react")
 # Keys of the input manifest's `extra` that describe the rows' history and travel with them.
 CARRIED_EXTRA = ("funnel", "judge_model", "models")
 
 
-def build_sft(
-    trials: str | os.PathLike,
-    out: str | os.PathLike,
-    tools: str | os.PathLike,
-    *,
-    format: str = "chat",
-    with_tool_response: bool = False,
-    calls: str = "ok",
-    simulated_ok: bool = True,
-    system: str | None = DEFAULT_SYSTEM,
-    max_tools: int = 5,
-    embedding_model: str | None = None,
-    seed: int = 0,
-    tool_token: bool = False,
-    release_config: str | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Build SFT rows from the stage directory `trials` into the stage directory `out`; `tools`
-    is the tools.jsonl the trials were explored with.
+class SftConfig(Options):
+    """How trials become SFT rows (the stage fingerprint)."""
 
-    `format` chat (tool-calling messages) or react (STE text); `with_tool_response` adds the
-    tool response and final answer after the call; `calls` ok | all and `simulated_ok` (whether
-    a simulated response counts as a successful call) choose the calls shown (builders/trials.py);
-    `system` the chat system message (None or "" for none); `max_tools` how many tools each
-    example shows (its API, the tools it calls, nearest neighbours); `embedding_model` for the
-    neighbours (default all-MiniLM-L6-v2); `seed` orders the tools; `tool_token` writes ReAct
-    call names as `<tool_NAME>`. Returns the manifest.
+    format: Literal["chat", "react"] = Field("chat", description=(
+        "chat: OpenAI/HF tool-calling messages + tools; react: STE Action/Observation text."))
+    with_tool_response: bool = Field(False, description=(
+        "Add the second turn: the tool's response, then the final answer. Without it an example ends at the call."))
+    calls: Literal["ok", "all"] = Field("ok", description=(
+        "ok: only calls that ran without error; all: keep failed calls and their errors before the retry."))
+    simulated_ok: bool = Field(True, description=(
+        "Whether a call answered by the response simulator counts as successful (as in filter)."))
+    system: str | None = Field(DEFAULT_SYSTEM, description="System message of chat rows ('' for none).")
+    max_tools: int = Field(5, ge=1, le=1000, description=(
+        "Tools shown per example: its API, the tools it calls, then nearest neighbours."))
+    embedding_model: str | None = Field(None, min_length=1, description=(
+        "sentence-transformers model name or path for the neighbours (default: the bundled all-MiniLM-L6-v2)."))
+    seed: int = Field(0, ge=0, description="Seed of the order of the tools shown.")
+    tool_token: bool = Field(False, description="ReAct: write the call name as <tool_NAME>.")
+    release_config: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description=(
+        "Config name in a release (default: sft or sft_react)."))
+
+
+def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os.PathLike,
+              config: SftConfig | None = None, *, progress: bool = True) -> dict[str, Any]:
+    """Build SFT rows from the stage directory `trials` into the stage directory `out`.
+
+    Args:
+        trials: episode trials (explore, filter or augment output; `paraphrase_of` and `scores`
+            are carried over).
+        tools: the tools.jsonl the trials were explored with.
+        out: the stage directory to write.
+        config: the settings (default: `SftConfig()`: chat rows ending at the call).
+        progress: show progress bars.
+
+    Returns:
+        The stage manifest (rows, skipped trials by reason, rows per API, response sources).
+
+    Raises:
+        InputError: a missing or malformed input, or a trial that calls a tool not in `tools`.
+
+    Example:
+        >>> from imaginarium import build_sft, SftConfig
+        >>> manifest = build_sft("runs/augment", "tools.jsonl", "runs/sft", SftConfig(with_tool_response=True))
     """
-    if format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; known: {', '.join(FORMATS)}", where="--format")
-    if calls not in CALL_POLICIES:
-        raise InputError(f"unknown call policy {calls!r}; known: {', '.join(CALL_POLICIES)}", where="--calls")
-    if max_tools < 1:
-        raise InputError("must be at least 1", where="--max-tools")
-    config = {
-        "format": format, "with_tool_response": with_tool_response, "calls": calls,
-        "simulated_ok": simulated_ok, "system": system or None, "max_tools": max_tools,
-        "embedding_model": embedding_model,
-        "seed": seed, "tool_token": tool_token if format == "react" else False,
-        "release_config": release_config or ("sft" if format == "chat" else "sft_react"),
-    }
+    config = config or SftConfig()
+    format, calls, system, seed = config.format, config.calls, config.system, config.seed
+    with_tool_response, simulated_ok, tool_token = config.with_tool_response, config.simulated_ok, config.tool_token
+    settings = {**config.fingerprint(), "system": system or None, "tool_token": tool_token if format == "react" else False,
+                "release_config": config.release_config or ("sft" if format == "chat" else "sft_react")}
     schema = arrow_schema("sft_row") if format == "chat" else REACT_SCHEMA
-    writer = StageWriter(Path(out), "build_sft", config, {"trials": trials, "tools": tools}, schema=schema)
+    writer = StageWriter(Path(out), "build_sft", settings, {"trials": trials, "tools": tools}, schema=schema)
     if writer.done:
         log.info("%s: already built with these inputs and settings", out)
-        return writer.manifest
+        return writer.manifest or {}
     where = str(trials)
     table = read_table(trials)
     records = table.to_pylist()
     check_trials(table.schema, records, where)
-    menu = ToolMenu(read_tools(tools), max_tools=max_tools, model=embedding_model, seed=seed, progress=progress)
+    menu = ToolMenu(read_tools(tools), max_tools=config.max_tools, model=config.embedding_model, seed=seed,
+                    progress=progress)
     menu.prepare(trial["api"] for trial in records)
 
     rows: list[dict[str, Any]] = []
@@ -112,7 +123,7 @@ def build_sft(
                 rows.append({"prompt": prompt, "completion": completion, "turn": turn, **meta})
 
     extra = carried_extra(trials)
-    extra.update(release_config=config["release_config"], response_sources=dict(sorted(sources.items())))
+    extra.update(release_config=settings["release_config"], response_sources=dict(sorted(sources.items())))
     if format == "react" and tool_token:
         extra["tool_tokens"] = sorted(f"<tool_{name}>" for name in called)
     per_api = Counter(row["api"] for row in rows)

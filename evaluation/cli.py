@@ -1,57 +1,43 @@
-"""`imaginarium eval` and `imaginarium predict`: thin shells over evaluate() and predict()."""
+"""`imaginarium eval` and `imaginarium predict`: parse the options, call evaluate() / predict(), print."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import click
 
-from imaginarium.evaluation.evaluate import ARGS_MATCHERS
-from imaginarium.evaluation.items import FORMATS
-
-
-def _judge_backend(backend: str | None, model: str | None):
-    if backend is None and model is None:
-        return None
-    if not (backend and model):
-        raise click.UsageError("--judge-backend and --judge-model go together")
-    from imaginarium.generators.backends import make_backend
-
-    return make_backend(backend, model)
+from imaginarium.evaluation.evaluate import EvalConfig
+from imaginarium.evaluation.predict import PredictConfig
+from imaginarium.options import PATH, cli_options, out_option, parse_cli
 
 
 @click.command("eval")
-@click.argument("predictions", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="ste", show_default=True,
-              help="ste: the STE results JSON; jsonl: STE-shaped items, one per line; chat: gold + OpenAI message per line.")
-@click.option("--args-match", type=click.Choice(ARGS_MATCHERS), default="string", show_default=True,
-              help="How arguments are judged correct (ste-paper: the STE paper's protocol).")
+@click.argument("predictions", type=PATH)
+@cli_options(EvalConfig)
 @click.option("--by", type=click.Choice(["api", "batch"]), default="api", show_default=True,
               help="Breakdown shown in the table (both are in --json when --batches is given).")
-@click.option("--batches", type=click.Path(dir_okay=False), help="Batches of APIs (CL_batches.json's shape) for --by batch.")
-@click.option("--tools", type=click.Path(dir_okay=False), help="tools.jsonl whose parameter schemas guide --args-match ast (matched by name or source name).")
 @click.option("--ground/--no-ground", default=None,
               help="Map unknown API names to the closest known one (default: on for ste-paper only).")
-@click.option("--judge-backend", help="Backend of the LLM judge (transformers | vllm | openai).")
-@click.option("--judge-model", help="Model of the LLM judge.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("-o", "--items-out", type=click.Path(dir_okay=False), help="Write one JSON line per item: parse, match, reason.")
-def eval_command(predictions, fmt, args_match, by, batches, tools, ground, judge_backend, judge_model, as_json, items_out):
+@out_option("Write one JSON line per item: parse, match, reason.", directory=False, required=False)
+def eval_command(predictions: Path, by: str, ground: bool | None, as_json: bool, out: Path | None, **params: Any) -> None:
     """Score PREDICTIONS: well-formed %, API match %, correct %, overall and per API or batch.
 
     Outputs are parsed from the raw model text (ReAct, OpenAI tool_calls or JSON calls), never
-    from cached verdicts. Example, the STE paper's protocol on its published results:
+    from cached verdicts. Items that need an LLM judge (--args-match judge, or ste-paper items
+    with no stored judgment) are judged by the --judge-* model. Example, the STE paper's protocol
+    on its published results:
 
         imaginarium eval mistral_FT.json --format ste --args-match ste-paper --json
     """
     from imaginarium.evaluation.evaluate import evaluate
 
-    if by == "batch" and not batches:
+    config = parse_cli(EvalConfig, {**params, "ground": ground})
+    if by == "batch" and not config.batches:
         raise click.UsageError("--by batch needs --batches FILE")
-    report = evaluate(
-        predictions, fmt=fmt, args_match=args_match, batches=batches, tools=tools, ground=ground,
-        judge=_judge_backend(judge_backend, judge_model), items_out=items_out,
-    )
+    report = evaluate(predictions, config, out=out)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -75,21 +61,11 @@ def _print_table(report: dict, by: str) -> None:
 
 
 @click.command("predict")
-@click.option("--test", "test", required=True, type=click.Path(dir_okay=False),
+@click.option("--test", "test", required=True, type=PATH,
               help="Test items in the STE shape (tool_test.json, a list, or JSONL).")
-@click.option("--backend", required=True, help="transformers | vllm | openai.")
-@click.option("--model", required=True, help="Model name or path (`tiny` = the embedded tiny model).")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Predictions file to write (STE shape).")
-@click.option("--demos", type=int, default=0, show_default=True, help="In-context demonstrations per query: the K nearest training examples.")
-@click.option("--demo-pool", type=click.Path(dir_okay=False), help="Training examples (STE shape) to retrieve demonstrations from.")
-@click.option("--neighbours", type=click.Path(dir_okay=False), help="API -> tools shown (api2neighbors.json's shape); needs --tools.")
-@click.option("--tools", type=click.Path(dir_okay=False), help="tools.jsonl describing the tools shown.")
-@click.option("--limit", type=int, help="Only the first N test items.")
-@click.option("--max-tokens", type=int, default=512, show_default=True)
-@click.option("--max-args", type=int, default=8, show_default=True, help="Most arguments the call regex allows.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--embedder", help="Embedding model for --demos (default: the bundled all-MiniLM-L6-v2).")
-def predict_command(test, backend, model, out, demos, demo_pool, neighbours, tools, limit, max_tokens, max_args, seed, embedder):
+@out_option("Predictions file to write (STE shape).", directory=False)
+@cli_options(PredictConfig)
+def predict_command(test: Path, out: Path, **params: Any) -> None:
     """Generate a predictions file that `imaginarium eval --format ste` scores.
 
     Each test query is shown its tools and must answer `Action: NAME` / `Action Input: {...}`
@@ -98,6 +74,5 @@ def predict_command(test, backend, model, out, demos, demo_pool, neighbours, too
     """
     from imaginarium.evaluation.predict import predict
 
-    summary = predict(test, backend, model, out, demos=demos, demo_pool=demo_pool, neighbours=neighbours,
-                      tools=tools, limit=limit, max_tokens=max_tokens, max_args=max_args, seed=seed, embedder=embedder)
+    summary = predict(test, out, parse_cli(PredictConfig, params))
     click.echo(f"{summary['items']} predictions written to {summary['out']}")

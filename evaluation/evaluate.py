@@ -21,18 +21,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from imaginarium.atomic import atomic_path
-from imaginarium.errors import InputError
 from imaginarium.evaluation.items import (
-    EvalItem, load_batches, load_predictions, ste_api_list, ste_revised_gold, ste_string_match_apis,
+    EvalItem,
+    load_batches,
+    load_predictions,
+    ste_api_list,
+    ste_revised_gold,
+    ste_string_match_apis,
 )
 from imaginarium.evaluation.match import JudgeCase, MatchResult, ast_match, judge_matches, string_match
 from imaginarium.evaluation.metrics import compute_metrics
 from imaginarium.evaluation.parse import ParsedCall, ground_name, parse_output
-
-ARGS_MATCHERS = ("string", "ast", "judge", "ste-paper")
+from imaginarium.generators.backend import Backend
+from imaginarium.generators.options import GenerationOptions, open_backend
+from imaginarium.options import Options
 
 
 def tool_schemas(tools_path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
@@ -47,24 +54,51 @@ def tool_schemas(tools_path: str | Path) -> tuple[dict[str, dict], dict[str, str
     return schemas, descriptions
 
 
-def evaluate(
-    predictions: str | Path,
-    fmt: str = "ste",
-    args_match: str = "string",
-    batches: str | Path | None = None,
-    tools: str | Path | None = None,
-    ground: bool | None = None,
-    judge=None,
-    items_out: str | Path | None = None,
-) -> dict[str, Any]:
-    """Score `predictions`; returns the metrics report (see metrics.compute_metrics).
+def _judge_generation() -> GenerationOptions:
+    return GenerationOptions(temperature=0.0, max_tokens=256)  # a verdict per item: greedy
 
-    `judge` is a generators Backend (needed by `judge`, and by `ste-paper` for items with no
-    stored judgment). `ground` defaults to on for `ste-paper` (against the 50 STE APIs) and off
-    otherwise (when on, names are grounded to the gold APIs and tools of the file).
+
+class EvalConfig(Options):
+    """How predictions are read and scored."""
+
+    judge: GenerationOptions = Field(default_factory=_judge_generation, json_schema_extra={"prefix": "judge_"})
+    format: Literal["ste", "chat", "jsonl"] = Field("ste", description=(
+        "ste: the STE results JSON; jsonl: STE-shaped items, one per line; chat: gold + OpenAI message per line."))
+    args_match: Literal["string", "ast", "judge", "ste-paper"] = Field("string", description=(
+        "How arguments are judged correct (ste-paper: the STE paper's protocol; judge: the LLM judge, "
+        "the --judge-* options)."))
+    batches: Path | None = Field(None, json_schema_extra={"exists": True},
+                                 description="Batches of APIs (CL_batches.json's shape) for --by batch.")
+    tools: Path | None = Field(None, json_schema_extra={"exists": True}, description=(
+        "tools.jsonl whose parameter schemas guide --args-match ast (matched by name or source name)."))
+    ground: bool | None = Field(None, json_schema_extra={"cli": False}, description=(
+        "Map unknown API names to the closest known one (default: on for ste-paper only)."))
+
+
+def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: str | Path | None = None,
+             judge: Backend | None = None) -> dict[str, Any]:
+    """Score a predictions file: well-formed %, API match %, correct %, overall, per API and batch.
+
+    Args:
+        predictions: the predictions file (its format is `config.format`).
+        config: the settings (default: `EvalConfig()`: STE format, string matching).
+        out: where to write one JSON line per item (parse, match, reason), atomically.
+        judge: the judge's backend if already open (default: opened from `config.judge`, only
+            when some item needs a judge).
+
+    Returns:
+        The metrics report (see metrics.compute_metrics), with `args_match` and `judged`.
+
+    Raises:
+        InputError: a missing or malformed predictions, batches or tools file.
+
+    Example:
+        >>> from imaginarium import evaluate, EvalConfig
+        >>> report = evaluate("mistral_FT.json", EvalConfig(args_match="ste-paper"))
     """
-    if args_match not in ARGS_MATCHERS:
-        raise InputError(f"unknown --args-match {args_match!r} (one of {', '.join(ARGS_MATCHERS)})")
+    config = config or EvalConfig()
+    fmt, args_match, batches, tools, ground = config.format, config.args_match, config.batches, config.tools, config.ground
+    items_out = out
     items = load_predictions(predictions, fmt)
     schemas, descriptions = tool_schemas(tools) if tools else ({}, {})
     batch_map = load_batches(batches) if batches else None
@@ -87,13 +121,10 @@ def evaluate(
         results.append(result)
 
     if to_judge:
-        if judge is None:
-            raise InputError(
-                f"{len(to_judge)} items need an LLM judge (--args-match {args_match}): "
-                "give --judge-backend and --judge-model"
-            )
+        judge = judge or open_backend(config.judge)
         cases = [_judge_case(items[i], calls[i], descriptions) for i in to_judge]
-        for i, verdict in zip(to_judge, judge_matches(cases, judge)):
+        verdicts = judge_matches(cases, judge, max_tokens=config.judge.max_tokens, seed=config.judge.seed)
+        for i, verdict in zip(to_judge, verdicts):
             results[i] = verdict
 
     rows = [_row(item, call, result) for item, call, result in zip(items, calls, results)]
@@ -162,7 +193,7 @@ def _no_match_reason(item: EvalItem, call: ParsedCall) -> str:
 
 
 def _write_items(path: str | Path, items: list[EvalItem], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for item, row in zip(items, rows):
-                handle.write(json.dumps({**row, "gold": {"name": item.api, "arguments": item.gold}}, ensure_ascii=False) + "\n")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for item, row in zip(items, rows):
+            gold = {"name": item.api, "arguments": item.gold}
+            handle.write(json.dumps({**row, "gold": gold}, ensure_ascii=False) + "\n")

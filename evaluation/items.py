@@ -60,7 +60,7 @@ def load_predictions(path: str | Path, fmt: str = "ste") -> list[EvalItem]:
         else:
             raise InputError("expected an object of API name -> items, or a list of items", where=str(path))
         return [_ste_item(i, row, where) for i, (where, row) in enumerate(rows)]
-    items = []
+    items: list[EvalItem] = []
     for number, row in _jsonl(path):
         where = f"{path}:{number}"
         maker = _ste_item if fmt == "jsonl" else _chat_item

@@ -9,7 +9,8 @@ Each per-item result is a dict with `api`, `kind` (call | no_call | error), `api
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 def percent(part: int, whole: int) -> float:
@@ -36,7 +37,7 @@ def summarize(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def compute_metrics(
-    results: list[Mapping[str, Any]], batches: Mapping[str, list[str]] | None = None
+    results: Sequence[Mapping[str, Any]], batches: Mapping[str, list[str]] | None = None
 ) -> dict[str, Any]:
     """Overall metrics plus `by_api` and, given batches of API names, `by_batch`.
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 CallKind = Literal["call", "no_call", "error"]
 
@@ -121,7 +122,7 @@ def _call_from_object(value: Any) -> ParsedCall:
         return _error("a call must be a JSON object")
     if "final_answer" in value and "name" not in value:
         return ParsedCall("no_call")
-    fn = value.get("function") if isinstance(value.get("function"), dict) else value
+    fn: dict[str, Any] = value["function"] if isinstance(value.get("function"), dict) else value
     name = fn.get("name")
     if not isinstance(name, str) or not name:
         return _error("the call has no name")
@@ -191,9 +192,9 @@ def ground_name(call: ParsedCall, known: Iterable[str]) -> ParsedCall:
 
 __all__ = [
     "ParsedCall",
-    "parse_react",
-    "parse_json_call",
-    "parse_tool_calls",
-    "parse_output",
     "ground_name",
+    "parse_json_call",
+    "parse_output",
+    "parse_react",
+    "parse_tool_calls",
 ]

@@ -28,8 +28,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from imaginarium.atomic import atomic_write_text
 from imaginarium.errors import InputError
+from imaginarium.generators.backend import Backend
+from imaginarium.generators.options import GenerationOptions, open_backend
+from imaginarium.options import Options
 
 TEMPLATES = Path(__file__).parent / "templates"
 _KEY = r'"[A-Za-z_][A-Za-z0-9_]{0,31}"'
@@ -127,33 +132,57 @@ def shown_tools(item: dict[str, Any], neighbours: dict[str, list[str]] | None,
     return names, [], str(item.get("api_descriptions", ""))
 
 
-def predict(
-    test: str | Path,
-    backend: str,
-    model: str,
-    out: str | Path,
-    *,
-    demos: int = 0,
-    demo_pool: str | Path | None = None,
-    neighbours: str | Path | None = None,
-    tools: str | Path | None = None,
-    limit: int | None = None,
-    max_tokens: int = 512,
-    max_args: int = 8,
-    seed: int = 0,
-    embedder: str | None = None,
-    chunk: int = 64,
-) -> dict[str, Any]:
+def _predict_generation() -> GenerationOptions:
+    return GenerationOptions(temperature=0.0, max_tokens=512)  # one answer per item: greedy
+
+
+class PredictConfig(Options):
+    """How predictions are generated for a test file."""
+
+    generation: GenerationOptions = Field(default_factory=_predict_generation)
+    demos: int = Field(0, ge=0, le=100, description="In-context demonstrations per query: the K nearest training examples.")
+    demo_pool: Path | None = Field(None, json_schema_extra={"exists": True},
+                                   description="Training examples (STE shape) to retrieve demonstrations from.")
+    neighbours: Path | None = Field(None, json_schema_extra={"exists": True},
+                                    description="API -> tools shown (api2neighbors.json's shape); needs --tools.")
+    tools: Path | None = Field(None, json_schema_extra={"exists": True}, description="tools.jsonl describing the tools shown.")
+    limit: int | None = Field(None, ge=1, description="Only the first N test items.")
+    max_args: int = Field(8, ge=0, le=64, description="Most arguments the call regex allows.")
+    embedder: str | None = Field(None, min_length=1, description=(
+        "Embedding model for --demos (default: the bundled all-MiniLM-L6-v2)."))
+    batch_size: int = Field(64, ge=1, le=100_000, description="Items per backend call.")
+
+
+def predict(test: str | Path, out: str | Path, config: PredictConfig | None = None, *,
+            backend: Backend | None = None) -> dict[str, Any]:
     """Generate one call per test item and write an STE-shaped predictions file to `out`.
 
-    Returns a summary: items, backend, model, demos, out.
+    Args:
+        test: test items in the STE shape (tool_test.json, a list, or JSONL).
+        out: the predictions file to write (atomically), which `evaluate(..., fmt="ste")` scores.
+        config: the settings (default: `PredictConfig()`: the default model, greedy).
+        backend: a backend already open (default: opened from `config.generation`).
+
+    Returns:
+        A summary: items, backend, model, demos, out.
+
+    Raises:
+        InputError: a missing or malformed test, demo or tools file.
+
+    Example:
+        >>> from imaginarium import predict, PredictConfig
+        >>> predict("tool_test.json", "predictions.json", PredictConfig(limit=20))
     """
+    config = config or PredictConfig()
+    demos, demo_pool, neighbours, tools = config.demos, config.demo_pool, config.neighbours, config.tools
+    limit, max_args, embedder = config.limit, config.max_args, config.embedder
+    max_tokens, seed = config.generation.max_tokens, config.generation.seed
     from imaginarium.generators.backend import Constraint, GenerationRequest
 
     items = load_test_items(test)[: limit if limit else None]
     if demos and not demo_pool:
         raise InputError("--demos needs --demo-pool (the training examples)")
-    pool = load_test_items(demo_pool) if demos else []
+    pool = load_test_items(demo_pool) if demos and demo_pool else []
     neighbour_map = _load_json(neighbours) if neighbours else None
     catalogue = _catalogue(tools) if tools else {}
     demo_indices = nearest_demos([item["query"] for item in items], pool, demos, embedder)
@@ -163,11 +192,11 @@ def predict(
         names, shown, text = shown_tools(item, neighbour_map, catalogue)
         requests.append(GenerationRequest(
             messages=build_messages(item, shown, text, [pool[i] for i in chosen]),
-            constraint=Constraint.regex(call_regex(names, max_args)), max_tokens=max_tokens, temperature=0.0, seed=seed,
+            constraint=Constraint.regex(call_regex(names, max_args)), max_tokens=max_tokens,
+            temperature=config.generation.temperature, top_p=config.generation.top_p, seed=seed,
         ))
-    from imaginarium.generators.backends import make_backend
-
-    completions = _generate(make_backend(backend, model), requests, chunk)
+    engine = backend or open_backend(config.generation)
+    completions = _generate(engine, requests, config.batch_size)
 
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item, completion, chosen in zip(items, completions, demo_indices):
@@ -177,7 +206,7 @@ def predict(
             row["generation_error"] = completion.error
         grouped.setdefault(item["action"], []).append(row)
     atomic_write_text(out, json.dumps(grouped, ensure_ascii=False, indent=1) + "\n")
-    return {"items": len(items), "backend": backend, "model": model, "demos": demos, "out": str(out)}
+    return {"items": len(items), "backend": engine.name, "model": engine.model, "demos": demos, "out": str(out)}
 
 
 def _generate(generator, requests, chunk: int):

@@ -18,6 +18,7 @@ import difflib
 import math
 import operator
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -69,12 +70,12 @@ def get_today_date() -> dict[str, Any]:
 _MAX_EXPRESSION = 500
 _MAX_MAGNITUDE = 1e300
 _MAX_EXPONENT = 1000
-_BINARY = {
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
 }
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCTIONS = {
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": math.log,
     "log10": math.log10, "exp": math.exp, "sin": math.sin, "cos": math.cos, "tan": math.tan,
     "floor": math.floor, "ceil": math.ceil,
@@ -219,7 +220,7 @@ _DATE = {"type": "object", "properties": {"date": {"type": "string", "format": "
          "required": ["date", "weekday"], "additionalProperties": False}
 
 
-def TOOLS() -> list[ToolSpec]:  # noqa: N802 - the name python_tools.tools_from_references looks for
+def TOOLS() -> list[ToolSpec]:
     """The built-in tools as ToolSpecs (with their `returns` schemas)."""
     return [
         python_tool(add_date, returns=_DATE, category="dates"),

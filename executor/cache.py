@@ -20,9 +20,10 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import canonical_json
@@ -87,7 +88,7 @@ class CacheEntry:
     def row(self) -> tuple:
         arguments = canonical_json(self.arguments)
         digest = hashlib.sha256(arguments.encode("utf-8")).hexdigest()
-        created = self.created_at or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        created = self.created_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return (self.tool, digest, arguments, self.response, self.status, self.error_kind, self.source, created,
                 self.tool_version, self.total_chars, self.content_type)
 
@@ -140,7 +141,7 @@ class ResponseCache:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ResponseCache":
+    def __enter__(self) -> ResponseCache:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -212,7 +213,7 @@ class _SqliteErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc_type is not None and issubclass(exc_type, sqlite3.DatabaseError) and not issubclass(
             exc_type, sqlite3.OperationalError
         ):
@@ -295,6 +296,7 @@ def _entry_from_row(where: str, row: Any) -> CacheEntry:
     for field, ok, expected in checks:
         if not ok:
             raise InputError(f"field {field}: expected {expected}, got {row.get(field)!r}"[:300], where=where)
+    assert isinstance(arguments, dict)  # checked above
     return CacheEntry(
         tool=row["tool"], arguments=arguments, response=row["response"], status=row.get("status", "ok"),
         source=row.get("source", "real"), error_kind=row.get("error_kind"), created_at=row.get("created_at") or "",

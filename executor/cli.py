@@ -8,84 +8,63 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+from pydantic import Field
 
-from imaginarium.errors import InputError
 from imaginarium.executor.cache import ResponseCache, export_cache, import_cache
-from imaginarium.executor.executor import MODES, Executor
-from imaginarium.executor.http import ApiKey, HttpExecutor
-from imaginarium.executor.observation import DEFAULT_MAX_CHARS, Observation
+from imaginarium.executor.executor import MODES
+from imaginarium.executor.observation import Observation
+from imaginarium.executor.options import ExecutionOptions
+from imaginarium.generators.options import GenerationOptions
+from imaginarium.options import PATH, Options, cli_options, out_option, parse_cli
 from imaginarium.schemas.toolspec import read_tools
 
 
-def call_tool(
-    tools_file: str | Path,
-    name: str,
-    arguments: str,
-    cache: str | Path | None = None,
-    mode: str = "replay",
-    max_chars: int = DEFAULT_MAX_CHARS,
-    timeout_s: float = 10.0,
-    api_keys: tuple[str, ...] = (),
-    server_url: str | None = None,
-    cache_errors: bool = False,
-    backend: str = "transformers",
-    model: str | None = None,
-) -> Observation:
-    """Run one call of tool `name` with `arguments` (JSON text) and return its observation."""
-    tools = read_tools(tools_file)
-    simulator = None
-    if mode == "simulate":
-        if model is None:
-            raise InputError("--mode simulate needs --model (and optionally --backend)")
-        from imaginarium.executor.simulate import Simulator
-        from imaginarium.generators.backends import make_backend
+class CallConfig(Options):
+    """How `tools call` runs one call: the execution options, and a model for simulate mode."""
 
-        simulator = Simulator(make_backend(backend, model))
-    http = HttpExecutor(timeout_s=timeout_s, api_keys=tuple(ApiKey.parse(k) for k in api_keys), server_url=server_url)
-    response_cache = ResponseCache(cache) if cache is not None else None
-    try:
-        executor = Executor(tools, response_cache, mode, http=http, simulator=simulator, max_chars=max_chars,
-                            cache_errors=cache_errors, python_timeout_s=timeout_s)
+    generation: GenerationOptions = Field(default_factory=GenerationOptions)
+    execution: ExecutionOptions = Field(default_factory=ExecutionOptions)
+
+
+def call_tool(tools_file: str | Path, name: str, arguments: str, config: CallConfig | None = None) -> Observation:
+    """Run one call of tool `name` with `arguments` (JSON text) and return its observation.
+
+    Raises:
+        InputError: a missing or broken tools file, a corrupt cache.
+    """
+    from imaginarium.executor.options import open_executor
+    from imaginarium.generators.options import open_backend
+
+    config = config or CallConfig()
+    tools = read_tools(tools_file)
+    with open_executor(tools, config.execution, simulator_backend=lambda: open_backend(config.generation)) as executor:
         return executor.execute({"name": name, "arguments": arguments})
-    finally:
-        if response_cache is not None:
-            response_cache.close()
 
 
 @click.command("call")
-@click.argument("tools_file", metavar="TOOLS", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("tools_file", metavar="TOOLS", type=PATH)
 @click.argument("name")
 @click.argument("arguments", metavar="ARGS_JSON", default="{}")
-@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help="Response cache file (SQLite).")
-@click.option("--mode", type=click.Choice(MODES), default="replay", show_default=True,
-              help="replay: cache only; record: run live and fill the cache; simulate: an LLM writes misses.")
-@click.option("--max-chars", type=int, default=DEFAULT_MAX_CHARS, show_default=True,
-              help="Longest observation content; longer is cut with a visible marker.")
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True, help="Seconds per live call.")
-@click.option("--api-key", "api_keys", multiple=True, metavar="[GLOB@]header:NAME=ENV",
-              help="Send the key in environment variable ENV as header (or query:) NAME to matching tools. Repeatable.")
-@click.option("--server-url", help="Send HTTP tools' requests to this server instead of their own (e.g. a local mock).")
-@click.option("--cache-errors", is_flag=True, help="Also cache real error responses (HTTP 4xx/5xx, tool exceptions).")
-@click.option("--backend", default="transformers", show_default=True, help="Simulate mode: backend name.")
-@click.option("--model", help="Simulate mode: model path or name ('tiny' for the embedded tiny model).")
-def call_command(tools_file: Path, name: str, arguments: str, cache: Path | None, mode: str, max_chars: int,
-                 timeout_s: float, api_keys: tuple[str, ...], server_url: str | None, cache_errors: bool,
-                 backend: str, model: str | None) -> None:
+@cli_options(CallConfig)
+@click.option("--mode", "mode", type=click.Choice(MODES), hidden=True, help="The same as --cache-mode.")
+def call_command(tools_file: Path, name: str, arguments: str, mode: str | None, **params: Any) -> None:
     """Call tool NAME of the tools file TOOLS with ARGS_JSON and print the observation as JSON.
 
     Bad arguments, cache misses in replay mode and failing tools are printed as error
     observations (exit 0): they are results, not crashes. Python tools (built-ins) run in
-    every mode.
+    every mode; in simulate mode the --model writes the responses of the others.
 
     \b
     Example:
       imaginarium tools call out/tools.jsonl add_date '{"date": "2024-02-27", "days": 3}'
       imaginarium tools call out/tools.jsonl get_weather '{"city": "Oslo"}' --cache cache.sqlite
     """
-    observation = call_tool(tools_file, name, arguments, cache, mode, max_chars, timeout_s, api_keys, server_url,
-                            cache_errors, backend, model)
+    if mode is not None:
+        params["cache_mode"] = mode
+    observation = call_tool(tools_file, name, arguments, parse_cli(CallConfig, params))
     click.echo(json.dumps(observation.to_dict(), ensure_ascii=False, indent=2))
 
 
@@ -95,23 +74,22 @@ def cache() -> None:
 
 
 @cache.command("export")
-@click.argument("cache_file", metavar="CACHE", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write (parquet shards + manifest.json).")
-def export_command(cache_file: Path, output: Path) -> None:
+@click.argument("cache_file", metavar="CACHE", type=PATH)
+@out_option("Directory to write (parquet shards + manifest.json).")
+def export_command(cache_file: Path, out: Path) -> None:
     """Export every entry of CACHE to a parquet directory that a release can ship.
 
     \b
     Example:
       imaginarium cache export out/cache.sqlite -o release/cache
     """
-    manifest = export_cache(cache_file, output)
-    click.echo(f"exported {manifest['counts']['rows']} entries to {output}")
+    manifest = export_cache(cache_file, out)
+    click.echo(f"exported {manifest['counts']['rows']} entries to {out}")
 
 
 @cache.command("import")
-@click.argument("source", type=click.Path(path_type=Path))
-@click.option("--into", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("source", type=PATH)
+@click.option("-o", "--out", "--into", "into", required=True, type=PATH,
               help="Cache file to add the entries to (created if absent).")
 def import_command(source: Path, into: Path) -> None:
     """Add the entries of SOURCE (an exported directory, or a JSON Lines file) to a cache.
@@ -127,7 +105,7 @@ def import_command(source: Path, into: Path) -> None:
 
 
 @cache.command("stats")
-@click.argument("cache_file", metavar="CACHE", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("cache_file", metavar="CACHE", type=PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def stats_command(cache_file: Path, as_json: bool) -> None:
     """Show the number of entries per tool and source (real, simulated) in CACHE."""

@@ -23,15 +23,22 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable, Iterable, Literal, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 import jsonschema
 
 from imaginarium.errors import InputError
-from imaginarium.executor.cache import CacheEntry, ResponseCache
+from imaginarium.executor.cache import CacheEntry, EntrySource, ResponseCache
 from imaginarium.executor.http import HttpExecutor
 from imaginarium.executor.observation import (
-    DEFAULT_MAX_CHARS, Observation, Response, error_observation, render, text_of,
+    DEFAULT_MAX_CHARS,
+    Observation,
+    Response,
+    Source,
+    error_observation,
+    render,
+    text_of,
 )
 from imaginarium.executor.python_tools import PYTHON_FORMAT, resolve
 from imaginarium.jsonutil import canonical_json, content_hash
@@ -97,9 +104,9 @@ class Executor:
             tool, arguments = parsed
             entry = self.cache.get(tool.name, arguments) if self.cache is not None else None
             if entry is not None and not (self.mode == "record" and entry.source == "simulated"):
-                source = "cached" if entry.source == "real" else "simulated"
-                response = Response(entry.response, entry.status, entry.error_kind, entry.content_type,
-                                    entry.total_chars)
+                source: Source = "cached" if entry.source == "real" else "simulated"
+                response = Response(entry.response, "ok" if entry.status == "ok" else "error", entry.error_kind,
+                                    entry.content_type, entry.total_chars)
                 results[index] = self._render(response, source, start)
             elif self._is_local(tool) or self.mode == "record":
                 response = self._run_live(tool, arguments)
@@ -186,7 +193,7 @@ class Executor:
         def target() -> None:
             try:
                 outcome["value"] = func(**arguments)
-            except BaseException as exc:  # noqa: BLE001 - any failure of the tool is its observation
+            except BaseException as exc:
                 outcome["error"] = exc
 
         thread = threading.Thread(target=target, name=f"tool-{tool.name}", daemon=True)
@@ -211,7 +218,7 @@ class Executor:
                 self._store(tool, arguments, response, "simulated")
             results[index] = render(response, "simulated", max_chars=self.max_chars, latency_ms=elapsed)
 
-    def _store(self, tool: ToolSpec, arguments: dict[str, Any], response: Response, source: str) -> None:
+    def _store(self, tool: ToolSpec, arguments: dict[str, Any], response: Response, source: EntrySource) -> None:
         if self.cache is None or response.error_kind in _INFRASTRUCTURE_ERRORS or response.error_kind == "no_executor":
             return
         if response.status == "error" and not self.cache_errors:
@@ -221,7 +228,7 @@ class Executor:
             source=source, error_kind=response.error_kind, tool_version=tool_version(tool),
             total_chars=response.total_chars, content_type=response.content_type))
 
-    def _render(self, response: Response, source: str, start: float) -> Observation:
+    def _render(self, response: Response, source: Source, start: float) -> Observation:
         return render(response, source, max_chars=self.max_chars, latency_ms=_ms(start))
 
 

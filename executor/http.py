@@ -24,9 +24,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from imaginarium.errors import InputError
 from imaginarium.executor.observation import Response, text_of
@@ -48,7 +49,7 @@ class ApiKey:
     tools: str = "*"
 
     @classmethod
-    def parse(cls, text: str) -> "ApiKey":
+    def parse(cls, text: str) -> ApiKey:
         """Parse `[TOOL_GLOB@]header:NAME=ENV` or `[TOOL_GLOB@]query:NAME=ENV`."""
         tools, _, rest = text.rpartition("@")
         location, _, assignment = rest.partition(":")
@@ -56,7 +57,7 @@ class ApiKey:
         if location not in ("header", "query") or not name or not env:
             raise InputError(f"bad API key spec {text!r}: expected [TOOL_GLOB@]header:NAME=ENV_VAR "
                              "or [TOOL_GLOB@]query:NAME=ENV_VAR")
-        return cls(env=env, location=location, name=name, tools=tools or "*")
+        return cls(env=env, location="header" if location == "header" else "query", name=name, tools=tools or "*")
 
 
 @dataclass
@@ -94,6 +95,7 @@ class HttpExecutor:
         self, tool: ToolSpec, arguments: dict[str, Any], secrets: list[tuple[ApiKey, str]]
     ) -> tuple[urllib.request.Request, str]:
         binding = tool.http
+        assert binding is not None  # call() checked it
         path = binding.path
         query: list[tuple[str, str]] = []
         headers: dict[str, str] = {"Accept": "application/json, */*;q=0.5", "User-Agent": "imaginarium-executor"}
@@ -148,7 +150,7 @@ class HttpExecutor:
             if not retryable or attempt >= self.retries:
                 return response
             delay = self.backoff_s * (2**attempt)
-            if retry_after > 0:
+            if retry_after is not None and retry_after > 0:
                 delay = max(delay, min(retry_after, self.max_retry_after_s))
             time.sleep(delay)
             attempt += 1
@@ -168,7 +170,7 @@ class HttpExecutor:
                     response = self._read(exc, exc.code, exc.reason, deadline)
                 retry_after = _retry_after(exc.headers) if exc.code in RETRY_STATUSES else None
                 return response, retry_after
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return _failure("timeout", f"no response from {method} {shown_url} within {self.timeout_s:g} s"), None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, (TimeoutError, socket.timeout)):

@@ -33,7 +33,8 @@ Source = Literal["real", "cached", "simulated"]
 DEFAULT_MAX_CHARS = 4096
 
 INJECTION_PATTERNS = [
-    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|your|the system)\b[^.\n]{0,40}\b(instructions?|prompts?|rules|messages?)\b",
+    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|your|the system)\b"
+    r"[^.\n]{0,40}\b(instructions?|prompts?|rules|messages?)\b",
     r"\byou are now\b",
     r"\bnew instructions?\s*:",
     r"\b(system|developer) (prompt|message)\s*:",

@@ -19,7 +19,8 @@ import inspect
 import re
 import types
 import typing
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from imaginarium.errors import InputError
 from imaginarium.schemas.toolspec import ToolSource, ToolSpec

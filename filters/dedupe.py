@@ -39,13 +39,16 @@ calls for `PARAPHRASE_THRESHOLD` (0.95), which drops only near-copies.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from imaginarium.errors import InputError
+from imaginarium.options import Options
 
 DEFAULT_THRESHOLD = 0.8
 # For deduping paraphrases (the augment stage): a paraphrase is meant to mean the same as its seed,
@@ -61,7 +64,7 @@ DEFAULT_PREFER: tuple[str | pl.Expr, ...] = (
 
 _NUMBER_WORDS = {
     word: value for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "  # noqa: SIM905
         "fifteen sixteen seventeen eighteen nineteen twenty".split()
     )
 }
@@ -322,15 +325,16 @@ def dedupe(
     kept-row rule (see the module docstring); `vectors` (unit rows aligned with `rows`) skips the
     embedding step when the caller already has them.
     """
-    as_frame = isinstance(rows, pl.DataFrame)
-    if not as_frame and not rows:
+    frame = rows if isinstance(rows, pl.DataFrame) else None
+    records = None if isinstance(rows, pl.DataFrame) else rows
+    if records is not None and not records:
         return [], []
-    df = rows if as_frame else _key_frame(rows, column, by, prefer, id_column)
+    df = frame if frame is not None else _key_frame(records, column, by, prefer, id_column)
     _require_columns(df, [column, *_as_list(by)])
     if vectors is not None and len(vectors) != df.height:
         raise ValueError(f"vectors has {len(vectors)} rows for {df.height} rows")
     n = df.height
-    ids = df[id_column].cast(pl.String).to_list() if id_column in df.columns else [str(x) for x in range(n)]
+    ids = df[id_column].cast(pl.String).to_list() if id_column and id_column in df.columns else [str(x) for x in range(n)]
 
     marked = _ranked(exact_duplicates(df, column=column, by=by, prefer=prefer), prefer)
     rank_order = marked[_ROW].to_numpy()  # positions, best first
@@ -362,16 +366,16 @@ def dedupe(
     kept_positions = [p for p in range(n) if p not in reasons]
     duplicate_of = [ids[reasons[p][0]] for p in dropped_positions]
     why = [reasons[p][1] for p in dropped_positions]
-    if as_frame:
-        kept = rows[kept_positions]
-        dropped = rows[dropped_positions].with_columns(
+    if frame is not None:
+        dropped_frame = frame[dropped_positions].with_columns(
             pl.Series("duplicate_of", duplicate_of, dtype=pl.String),
             pl.Series("drop_reason", why, dtype=pl.String),
         )
-        return kept, dropped
-    kept = [rows[p] for p in kept_positions]
+        return frame[kept_positions], dropped_frame
+    assert records is not None
+    kept = [records[p] for p in kept_positions]
     dropped = [
-        {**rows[p], "duplicate_of": of, "drop_reason": reason}
+        {**records[p], "duplicate_of": of, "drop_reason": reason}
         for p, of, reason in zip(dropped_positions, duplicate_of, why)
     ]
     return kept, dropped
@@ -401,3 +405,28 @@ def _as_list(by: str | Sequence[str] | None) -> list[str]:
     if by is None:
         return []
     return [by] if isinstance(by, str) else list(by)
+
+
+class DedupeOptions(Options):
+    """How a stage deduplicates its rows (filter and augment), declared once for both."""
+
+    dedupe: bool = Field(True, description="Drop exact and semantic duplicates (within each API).")
+    semantic: bool = Field(True, description="Semantic dedupe with sentence embeddings (exact dedupe always runs "
+                                             "with --dedupe).")
+    threshold: float | None = Field(None, gt=0, le=1, description=(
+        "Cosine similarity at or above which queries are duplicates (default: 0.8 for filter, 0.95 for augment, "
+        "whose paraphrases are close to their seed by design)."))
+    embedding_model: str | None = Field(None, min_length=1, description=(
+        "sentence-transformers model name or path (default: the bundled all-MiniLM-L6-v2)."))
+
+    def step(self, default_threshold: float):
+        """The callable the stages take: rows -> (kept rows, [(dropped row, reason)]), or None."""
+        if not self.dedupe:
+            return None
+        cut = default_threshold if self.threshold is None else self.threshold
+
+        def run(rows):
+            kept, dropped = dedupe(rows, semantic=self.semantic, model=self.embedding_model, threshold=cut)
+            return kept, [(row, row["drop_reason"]) for row in dropped]
+
+        return run

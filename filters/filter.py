@@ -21,13 +21,19 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field, field_validator
 
-from imaginarium.filters.judge import ASPECTS, Judge
+from imaginarium.filters.dedupe import DEFAULT_THRESHOLD, DedupeOptions
+from imaginarium.filters.judge import Judge
+from imaginarium.generators.backend import Backend
+from imaginarium.generators.options import GenerationOptions, open_backend
+from imaginarium.options import Options, comma_list
 from imaginarium.progress import batches
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.stage import StageWriter, carried_reports
@@ -37,23 +43,32 @@ _DROPPED_SCHEMA = pa.schema([("trial_id", pa.string()), ("api", pa.string()), ("
                              ("reason", pa.string())])
 
 
-@dataclass
-class FilterConfig:
-    """What the filter keeps (part of the stage fingerprint)."""
+Aspect = Literal["informative", "faithful", "appropriate"]
 
-    simulated_ok: bool = True
-    judge: bool = True
-    require: list[str] = field(default_factory=lambda: list(ASPECTS))
-    dedupe: bool = True
-    semantic: bool = True
-    threshold: float | None = None  # None: the dedupe module's default
-    embedding_model: str | None = None
-    batch_size: int = 64
 
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.require) - set(ASPECTS))
-        if unknown:
-            raise ValueError(f"unknown judge aspect(s) {', '.join(unknown)}; known: {', '.join(ASPECTS)}")
+def _all_aspects() -> list[Aspect]:
+    return ["informative", "faithful", "appropriate"]
+
+
+def _judge_generation() -> GenerationOptions:
+    # The judge decodes greedily: the same trial gets the same verdict.
+    return GenerationOptions(temperature=0.0, max_tokens=768)
+
+
+class FilterConfig(Options):
+    """What the filter keeps (its fingerprint, apart from addresses and keys)."""
+
+    generation: GenerationOptions = Field(default_factory=_judge_generation)
+    dedupe: DedupeOptions = Field(default_factory=DedupeOptions)
+    judge: bool = Field(True, description="Ask an LLM judge (three yes/no aspects, each with a reason).")
+    require: list[Aspect] = Field(default_factory=_all_aspects, min_length=1,
+                                  description="Judge aspects that must be yes.")
+    simulated_ok: bool = Field(True, description="Whether a call answered by a simulated response counts as executed.")
+    batch_size: int = Field(64, ge=1, le=100_000, description="Trials per backend call and checkpoint.")
+    templates: Path | None = Field(None, json_schema_extra={"fingerprint": False, "exists": True},
+                                   description="Folder overriding the judge's prompt templates (judge/system.j2, episode.j2).")
+
+    _lists = field_validator("require", mode="before")(comma_list)
 
 
 def execution_problem(trial: dict[str, Any], simulated_ok: bool) -> str | None:
@@ -73,7 +88,7 @@ def execution_problem(trial: dict[str, Any], simulated_ok: bool) -> str | None:
     return None
 
 
-def judge_problem(verdict: dict[str, Any] | None, require: list[str]) -> str | None:
+def judge_problem(verdict: dict[str, Any] | None, require: Sequence[str]) -> str | None:
     """Why the judge's verdict fails, or None when every required aspect is yes."""
     if verdict is None:
         return "the judge gave no valid verdict"
@@ -81,6 +96,48 @@ def judge_problem(verdict: dict[str, Any] | None, require: list[str]) -> str | N
     if not failed:
         return None
     return "; ".join(f"not {a}: {verdict[a]['reason']}" for a in failed)
+
+
+def filter_stage(trials: str | Path, out: str | Path, config: FilterConfig | None = None, *,
+                 backend: Backend | None = None, progress: bool = True) -> dict[str, Any]:
+    """Keep the episode trials worth training on; every dropped one keeps its reason.
+
+    Args:
+        trials: a stage directory of episode trials (explore or augment output).
+        out: the stage directory to write (kept trials, funnel.json, dropped.parquet).
+        config: the settings (default: `FilterConfig()`: judge on, all three aspects required).
+        backend: the judge's backend, if already open (default: opened from `config.generation`).
+        progress: show progress bars.
+
+    Returns:
+        The stage manifest; `extra.funnel` has the rows kept and dropped per step and per API.
+
+    Raises:
+        InputError: `trials` is not a finished stage directory.
+
+    Example:
+        >>> from imaginarium import filter_stage, FilterConfig
+        >>> manifest = filter_stage("runs/explore", "runs/filter", FilterConfig(judge=False))
+    """
+    from imaginarium.stage import read_rows
+
+    config = config or FilterConfig()
+    stage_config: dict[str, Any] = {"filter": config.fingerprint()}
+    if not config.judge:  # without the judge, its model does not shape the output
+        stage_config = {"filter": {k: v for k, v in stage_config["filter"].items()
+                                   if k not in GenerationOptions.flat_fields()}}
+    inputs = {"trials": trials, **({"templates": config.templates} if config.templates else {})}
+    writer = StageWriter(Path(out), "filter", stage_config, inputs, schema=arrow_schema("episode_trial"))
+    if writer.done:
+        return writer.manifest or {}
+    rows = read_rows(trials)
+    with writer:
+        judge = None
+        if config.judge:
+            engine = backend or open_backend(config.generation)
+            judge = Judge(engine, seed=config.generation.seed, max_tokens=config.generation.max_tokens,
+                          templates=str(config.templates) if config.templates else None)
+        return filter_trials(writer, rows, config, judge, config.dedupe.step(DEFAULT_THRESHOLD), progress)
 
 
 def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: FilterConfig,
@@ -109,7 +166,7 @@ def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: Fil
     observations = [json.loads(s["observation"]) for r in survivors for s in r["steps"]
                     if s["action"] == "call" and s["observation"]]
     sources = Counter(o["source"] for o in observations if o["source"])
-    extra = {"funnel": funnel, "response_sources": dict(sorted(sources.items()))}
+    extra: dict[str, Any] = {"funnel": funnel, "response_sources": dict(sorted(sources.items()))}
     if judge is not None:
         extra["judge_model"] = judge.backend.model
     return writer.finish(
@@ -122,7 +179,7 @@ def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: Fil
     )
 
 
-def _checked(batch: list[dict[str, Any]], config: FilterConfig, judge: Judge | None) -> list[dict[str, Any]]:
+def _checked(batch: Sequence[dict[str, Any]], config: FilterConfig, judge: Judge | None) -> list[dict[str, Any]]:
     """The trials with their verdicts in `scores`, the first failed step under `dropped`."""
     scores: list[dict[str, Any]] = []
     for trial in batch:
@@ -154,7 +211,7 @@ def _funnel(trials, dropped, config: FilterConfig) -> dict[str, Any]:
     for row, drop in dropped:
         by_step[drop["step"]][_reason_class(drop["reason"])] += 1
         per_api_drops[row["api"]][drop["step"]] += 1
-    active = [s for s in STEPS if (s != "judge" or config.judge) and (s != "dedupe" or config.dedupe)]
+    active = [s for s in STEPS if (s != "judge" or config.judge) and (s != "dedupe" or config.dedupe.dedupe)]
     steps, remaining = [], len(trials)
     for step in active:
         lost = sum(by_step[step].values())

@@ -28,7 +28,7 @@ def judge_schema(max_reason_chars: int = MAX_REASON_CHARS) -> dict[str, Any]:
         "required": ["reason", "verdict"],
         "additionalProperties": False,
     }
-    return {"type": "object", "properties": {a: aspect for a in ASPECTS}, "required": list(ASPECTS),
+    return {"type": "object", "properties": dict.fromkeys(ASPECTS, aspect), "required": list(ASPECTS),
             "additionalProperties": False}
 
 

@@ -26,8 +26,9 @@ import math
 import re
 import string
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from imaginarium.evaluation.match import ast_match
 

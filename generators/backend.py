@@ -28,15 +28,15 @@ class Constraint:
     value: Any
 
     @staticmethod
-    def json(schema: dict[str, Any]) -> "Constraint":
+    def json(schema: dict[str, Any]) -> Constraint:
         return Constraint("json", schema)
 
     @staticmethod
-    def regex(pattern: str) -> "Constraint":
+    def regex(pattern: str) -> Constraint:
         return Constraint("regex", pattern)
 
     @staticmethod
-    def choice(options: list[str]) -> "Constraint":
+    def choice(options: list[str]) -> Constraint:
         return Constraint("choice", list(options))
 
 
@@ -54,6 +54,9 @@ class GenerationRequest:
     seed: int | None = None
     n: int = 1
     tools: list[dict[str, Any]] | None = None  # OpenAI-format tools, passed to the chat template
+    # Whether a later prompt will continue this one (the prompt plus the text generated): a
+    # backend with a prefix cache keeps its keys and values only then. A hint; results are equal.
+    remember: bool = True
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

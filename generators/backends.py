@@ -49,20 +49,3 @@ def make_backend(name: str, model: str, *, revision: str | None = None, **option
     backend_class = getattr(importlib.import_module(module_name), class_name)
     resolved = resolve_model(model) if name == "vllm" else model  # transformers resolves it itself
     return backend_class(resolved, revision=revision, **options)
-
-
-def open_backend(backend: str, model: str, *, revision: str | None = None, structured_backend: str | None = None,
-                 base_url: str | None = None) -> Backend:
-    """A backend from the options every generating command shares (--backend, --model, --revision,
-    --structured-backend, --base-url). The structured backend names the transformers backend's
-    engine and is ignored by the others; only the openai backend talks to a server."""
-    if backend == "openai" and base_url is None:
-        raise InputError("the openai backend needs the server's address, e.g. http://127.0.0.1:8000/v1", where="--base-url")
-    if backend != "openai" and base_url is not None:
-        raise InputError(f"only the openai backend talks to a server, not {backend}", where="--base-url")
-    options: dict[str, Any] = {}
-    if structured_backend is not None and backend == "transformers":
-        options["structured_backend"] = structured_backend
-    if base_url is not None:
-        options["base_url"] = base_url
-    return make_backend(backend, model, revision=revision, **options)

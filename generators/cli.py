@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import Field, field_validator
 
 from imaginarium.errors import InputError
 from imaginarium.generators.backend import Constraint, GenerationRequest
-from imaginarium.generators.defaults import GenerationDefaults
+from imaginarium.generators.options import DEFAULT_MODEL, GenerationOptions
+from imaginarium.options import PATH, Options, cli_options, comma_list, parse_cli
 
-DEFAULTS = GenerationDefaults()
 DEFAULT_PROMPT = "Produce one example."
 
 
@@ -33,7 +34,7 @@ def model(ctx: click.Context) -> None:
         ctx.invoke(show)
 
 
-_model_name = click.argument("name", default=DEFAULTS.model, required=False)
+_model_name = click.argument("name", default=DEFAULT_MODEL, required=False)
 
 
 @model.command("show")
@@ -78,9 +79,9 @@ def check(name: str) -> None:
 
 
 @model.command("tiny")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--out", "out_dir", required=True, type=PATH,
               help="Directory to save the model and tokenizer into.")
-@click.option("--seed", default=0, show_default=True, help="Seed for the weights (same seed, same files).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for the weights (same seed, same files).")
 def tiny(out_dir: Path, seed: int) -> None:
     """Build the tiny random-weight Llama model (about a second) and print its directory.
 
@@ -129,34 +130,40 @@ def load_constraint(schema: str | Path | None = None, regex: str | None = None, 
     return None
 
 
-def generate_results(
-    backend: str = DEFAULTS.backend,
-    model: str = DEFAULTS.model,
-    revision: str | None = None,
-    schema: str | Path | None = None,
-    regex: str | None = None,
-    choice: str | None = None,
-    n: int = 20,
-    seed: int = DEFAULTS.seed,
-    max_tokens: int = DEFAULTS.max_tokens,
-    temperature: float = DEFAULTS.temperature,
-    top_p: float = DEFAULTS.top_p,
-    prompt: str = DEFAULT_PROMPT,
-    structured_backend: str | None = None,
-    base_url: str | None = None,
-) -> list[dict[str, Any]]:
-    """Generate `n` seeded samples for one user prompt; one dict per result."""
-    from imaginarium.generators.backends import open_backend
+def _generate_generation() -> GenerationOptions:
+    return GenerationOptions(temperature=0.7, top_p=0.95, max_tokens=512)
 
-    if n < 1:
-        raise InputError("must be at least 1", where="--n")
-    if backend != "transformers" and structured_backend is not None:
-        raise InputError(f"only the transformers backend takes it, not {backend}", where="--structured-backend")
-    constraint = load_constraint(schema, regex, choice)
-    engine = open_backend(backend, model, revision=revision, structured_backend=structured_backend, base_url=base_url)
+
+class GenerateConfig(Options):
+    """One prompt, sampled `n` times, optionally under a constraint."""
+
+    generation: GenerationOptions = Field(default_factory=_generate_generation)
+    prompt: str = Field(DEFAULT_PROMPT, min_length=1, description="The user message.")
+    n: int = Field(20, ge=1, le=100_000, description="Number of samples.")
+    schema_file: Path | None = Field(None, json_schema_extra={"flag": "--schema", "exists": True},
+                                     description="JSON Schema file the output must match.")
+    regex: str | None = Field(None, min_length=1, description="Regex the output must match.")
+    choice: list[str] | None = Field(None, min_length=1, description="Choices the output must be one of, e.g. yes,no.")
+
+    _lists = field_validator("choice", mode="before")(comma_list)
+
+
+def generate_results(config: GenerateConfig | None = None) -> list[dict[str, Any]]:
+    """Generate `config.n` seeded samples for one user prompt; one dict per result.
+
+    Raises:
+        InputError: more than one constraint given, or a constraint that is not valid.
+    """
+    from imaginarium.generators.options import open_backend
+
+    config = config or GenerateConfig()
+    choice = ",".join(config.choice) if config.choice else None
+    constraint = load_constraint(config.schema_file, config.regex, choice)
+    engine = open_backend(config.generation)
+    sampling = config.generation
     request = GenerationRequest(
-        messages=[{"role": "user", "content": prompt}], constraint=constraint, max_tokens=max_tokens,
-        temperature=temperature, top_p=top_p, seed=seed, n=n,
+        messages=[{"role": "user", "content": config.prompt}], constraint=constraint, max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed, n=config.n,
     )
     results = []
     for completion in engine.generate([request]):
@@ -168,24 +175,8 @@ def generate_results(
 
 
 @click.command()
-@click.option("--backend", type=click.Choice(["transformers", "vllm", "openai"]), default=DEFAULTS.backend, show_default=True,
-              help="Generation engine.")
-@click.option("--model", default=DEFAULTS.model, show_default=True,
-              help="HF model id, local path, or 'tiny' / 'tiny:SEED' for the embedded tiny model.")
-@click.option("--revision", default=None, help="Model revision (branch, tag or commit) to load.")
-@click.option("--schema", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON Schema file the output must match.")
-@click.option("--regex", default=None, help="Regex the output must match.")
-@click.option("--choice", default=None, help="Comma-separated choices, e.g. yes,no.")
-@click.option("--n", default=20, show_default=True, help="Number of samples.")
-@click.option("--seed", default=DEFAULTS.seed, show_default=True, help="Seed: same seed, same samples.")
-@click.option("--max-tokens", default=DEFAULTS.max_tokens, show_default=True, help="Token limit per sample (finish_reason=length when hit).")
-@click.option("--temperature", default=DEFAULTS.temperature, show_default=True, help="Sampling temperature (0 = greedy).")
-@click.option("--top-p", default=DEFAULTS.top_p, show_default=True, help="Nucleus sampling mass.")
-@click.option("--prompt", default=DEFAULT_PROMPT, show_default=True, help="The user message.")
-@click.option("--structured-backend", type=click.Choice(["llguidance", "outlines_core", "xgrammar"]), default=None,
-              help=f"transformers only: constraint engine [default: {DEFAULTS.structured_backend}].")
-@click.option("--base-url", default=None, help="openai only: server root including /v1, e.g. http://127.0.0.1:8000/v1.")
-def generate(**kwargs: Any) -> None:
+@cli_options(GenerateConfig)
+def generate(**params: Any) -> None:
     """Generate samples from a model, optionally constrained, and print one JSON object per result.
 
     Each line has text, value (the parsed value of a valid constrained result, else null) and
@@ -193,5 +184,5 @@ def generate(**kwargs: Any) -> None:
 
     Example: imaginarium generate --model tiny --choice yes,no --n 5
     """
-    for result in generate_results(**kwargs):
+    for result in generate_results(parse_cli(GenerateConfig, params)):
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")

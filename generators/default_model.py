@@ -36,9 +36,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from imaginarium.errors import InputError
 
@@ -233,7 +234,7 @@ def _dequantise(source: Path, out: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
         # A GGUF-loaded model remembers its quantizer and refuses to save; the weights are
         # already dequantised, so the copy is a plain fp32 checkpoint.
-        model.hf_quantizer = None
+        setattr(model, "hf_quantizer", None)  # noqa: B010 - transformers types it as never None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(out)

@@ -33,70 +33,78 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from pydantic import Field, field_validator
+
+from imaginarium.errors import InputError
+from imaginarium.executor.options import ExecutionOptions
+from imaginarium.filters.dedupe import normalise_query
 from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
+from imaginarium.generators.options import GenerationOptions
 from imaginarium.generators.prompts import Prompts, tool_doc
 from imaginarium.generators.quality import exploration_quality
 from imaginarium.generators.queries import query_constraint, unframed_query
-from imaginarium.filters.dedupe import normalise_query
+from imaginarium.options import Options, comma_list
 from imaginarium.schemas.constraints import call_schema
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import ToolSpec
-from imaginarium.stage import StageWriter
+from imaginarium.stage import StageWriter, read_manifest
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ExploreConfig:
-    """Everything that shapes an exploration run (it is part of the stage fingerprint)."""
+def _explore_generation() -> GenerationOptions:
+    # Sampling defaults of exploration: varied enough for new queries, calm enough that a small
+    # model stays on topic (at 1.0 SmolLM2-135M drifts into other languages and markup).
+    return GenerationOptions(temperature=0.7, top_p=0.9)
 
-    episodes: int = 15
-    stm_slots: int = 3
-    max_turns: int = 4
-    seed: int = 0
-    parallel_episodes: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_query_chars: int = 200
-    max_thought_chars: int = 160
-    max_answer_chars: int = 300
-    max_argument_chars: int = 64
-    max_tokens: int = 512
-    distractors: dict[str, list[str]] = field(default_factory=dict)  # api -> other tools shown
-    # The first step of a trial must call a tool: the query was imagined for it, and a trial
-    # with no call is dropped by the filter anyway. Small models otherwise answer from their own
-    # knowledge. False lets the model answer at once, as in the paper.
-    call_first: bool = True
-    # Long-term memory also guards against repeats: an imagined query that repeats one already
-    # explored (or in flight) for the API, exactly (ignoring case and punctuation) or nearly
-    # (sentence-embedding cosine at or above `repeat_threshold`), is imagined again with a fresh
-    # seed and a temperature raised by `reimagine_heat` per attempt, up to `reimagine` times.
-    # reimagine=0: the prompt alone steers away from repeats, as in the paper. Small models copy
-    # the listed queries with small changes; these settings undo that.
-    reimagine: int = 2
-    repeat_threshold: float | None = 0.9
-    reimagine_heat: float = 0.2
-    # Ablations of the paper.
-    no_exec: bool = False  # observations withheld
-    no_stm: bool = False  # one trial per episode
-    no_ltm: bool = False  # no memory in the imagination prompt
-    no_reflection: bool = False  # every trial labelled successful
 
-    def __post_init__(self) -> None:
-        if self.no_stm:
-            self.stm_slots = 1
-        for name in ("episodes", "stm_slots", "parallel_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.max_turns < 0:
-            raise ValueError("max_turns must be at least 0")
-        if self.reimagine < 0:
-            raise ValueError("reimagine must be at least 0")
-        if self.repeat_threshold is not None and not 0 < self.repeat_threshold <= 1:
-            raise ValueError("repeat_threshold must be in (0, 1]")
+class ExploreConfig(Options):
+    """Everything that shapes an exploration run (its fingerprint, apart from addresses and keys)."""
+
+    generation: GenerationOptions = Field(default_factory=_explore_generation)
+    execution: ExecutionOptions = Field(default_factory=ExecutionOptions)
+    apis: list[str] | None = Field(None, min_length=1, description="APIs to explore (tool names or source names). Default: every tool.")
+    apis_file: Path | None = Field(None, json_schema_extra={"fingerprint": False, "exists": True},
+                                   description="File of API names: a JSON list (like STE's API_list.json) or one per line.")
+    episodes: int = Field(15, ge=1, le=100_000, description="Episodes per API.")
+    stm_slots: int = Field(3, ge=1, le=1000, description="Trials per episode (short-term memory).")
+    max_turns: int = Field(4, ge=0, le=100, description="Most tool calls per trial.")
+    parallel_episodes: int = Field(1, ge=1, le=1000, description=(
+        "Episodes of one API explored side by side (1: every imagination sees all earlier queries)."))
+    distractors: int = Field(0, ge=0, le=100, description=(
+        "Also show the K tools with the nearest descriptions (embeddings) as distractors."))
+    max_query_chars: int = Field(200, ge=16, le=10_000, description="Longest imagined query.")
+    max_thought_chars: int = Field(160, ge=0, le=10_000, description="Longest thought before a step.")
+    max_answer_chars: int = Field(300, ge=1, le=100_000, description="Longest final answer.")
+    max_argument_chars: int = Field(64, ge=1, le=100_000, description=(
+        "Longest free-text argument value (constrained decoders need a bound to terminate)."))
+    call_first: bool = Field(True, description=(
+        "The first step of a trial must call a tool (the query was imagined for it; small models otherwise "
+        "answer from their own knowledge). --no-call-first lets the model answer at once, as in the paper."))
+    reimagine: int = Field(2, ge=0, le=20, description=(
+        "Long-term memory's guard: a query that repeats an explored one (exactly, or nearly by embeddings) is "
+        "imagined again with a fresh seed, up to this many times (0: the prompt alone, as in the paper)."))
+    repeat_threshold: float | None = Field(0.9, gt=0, le=1, description=(
+        "Cosine similarity of sentence embeddings at or above which a query counts as a near repeat."))
+    reimagine_heat: float = Field(0.2, ge=0, le=2, description="Temperature added per attempt when a query is imagined again.")
+    no_exec: bool = Field(False, description="Ablation: withhold execution feedback.")
+    no_stm: bool = Field(False, description="Ablation: one trial per episode (no short-term memory).")
+    no_ltm: bool = Field(False, description="Ablation: no long-term memory in the imagination prompt.")
+    no_reflection: bool = Field(False, description="Ablation: label every trial successful.")
+    templates: Path | None = Field(None, json_schema_extra={"fingerprint": False, "exists": True}, description=(
+        "Folder overriding prompt templates (explore/system.j2, imagine.j2, imagine_system.j2, reflect.j2, withheld.j2)."))
+
+    _lists = field_validator("apis", mode="before")(comma_list)
+
+    @property
+    def slots(self) -> int:
+        """Trials per episode: `stm_slots`, or 1 without short-term memory."""
+        return 1 if self.no_stm else self.stm_slots
 
 
 # -- schemas of the three generation steps -----------------------------------------------------
@@ -155,7 +163,7 @@ class Trial:
         }
 
     @classmethod
-    def from_record(cls, row: dict[str, Any]) -> "Trial":
+    def from_record(cls, row: dict[str, Any]) -> Trial:
         return cls(
             api=row["api"], episode=row["episode"], slot=row["slot"], tools_shown=list(row["tools_shown"]),
             query=row["query"], steps=list(row["steps"]), final_answer=row["final_answer"],
@@ -177,13 +185,14 @@ class Explorer:
     """Runs the exploration of many APIs at once against one backend and one executor."""
 
     def __init__(self, tools: list[ToolSpec], apis: list[str], backend: Backend, executor, config: ExploreConfig,
-                 *, templates: str | None = None, progress: bool = True):
+                 *, distractors: dict[str, list[str]] | None = None, progress: bool = True):
         self.tools = {tool.name: tool for tool in tools}
         self.apis = apis
         self.backend = backend
         self.executor = executor
         self.config = config
-        self.prompts = Prompts("explore", templates)
+        self.distractors = distractors or {}  # api -> the other tools shown with it
+        self.prompts = Prompts("explore", config.templates)
         self.progress = progress
         self.memory: dict[str, list[Trial]] = defaultdict(list)  # long-term memory per API
         self._schemas: dict[tuple[str, bool, bool], dict[str, Any]] = {}
@@ -192,7 +201,7 @@ class Explorer:
 
     # -- prompts ---------------------------------------------------------------------------------
     def shown_tools(self, api: str) -> list[ToolSpec]:
-        names = [api] + [n for n in self.config.distractors.get(api, []) if n in self.tools and n != api]
+        names = [api] + [n for n in self.distractors.get(api, []) if n in self.tools and n != api]
         return [self.tools[name] for name in names]
 
     def system_message(self, api: str) -> dict[str, Any]:
@@ -239,10 +248,11 @@ class Explorer:
     # -- one round -------------------------------------------------------------------------------
     def request_for(self, episode: Episode, in_flight: list[Trial]) -> GenerationRequest:
         trial = episode.current
+        assert trial is not None, "an active episode always has a trial in progress"
         config = self.config
         phase = f"{trial.phase}#{trial.reimagined}" if trial.reimagined else trial.phase
-        seed = _seed(config.seed, trial.trial_id, len(trial.steps), phase)
-        temperature = config.temperature
+        seed = _seed(config.generation.seed, trial.trial_id, len(trial.steps), phase)
+        temperature = config.generation.temperature
         if trial.phase == "imagine" and trial.reimagined:
             temperature = min(1.0, temperature + config.reimagine_heat * trial.reimagined)
         # The tools are documented in the system message only, not also passed as the chat
@@ -250,7 +260,8 @@ class Explorer:
         # often prescribe its own call syntax, which the act format does not use. Every step of
         # an episode starts with the same system message and conversation, so engines with
         # prefix caching (vLLM, the transformers backend) compute that prefix once.
-        sampling = dict(max_tokens=config.max_tokens, temperature=temperature, top_p=config.top_p, seed=seed)
+        sampling: dict[str, Any] = dict(max_tokens=config.generation.max_tokens, temperature=temperature,
+                                         top_p=config.generation.top_p, seed=seed)
         if trial.phase == "imagine":
             # Imagination is a prompt of its own: a system message that gives the model the
             # writer's role, then what the tool does, what it takes, and long-term memory (every
@@ -264,7 +275,10 @@ class Explorer:
                 tool_doc=tool_doc(tool), memory=self.memory_items(trial.api, in_flight))
             messages = [{"role": "system", "content": self.prompts.render("imagine_system")},
                         {"role": "user", "content": prompt}]
-            return GenerationRequest(messages=messages, constraint=query_constraint(config.max_query_chars), **sampling)
+            # Nothing continues an imagination prompt (the next one lists other memory), so its
+            # keys and values are not worth a place in a prefix cache.
+            return GenerationRequest(messages=messages, constraint=query_constraint(config.max_query_chars),
+                                     remember=False, **sampling)
         messages = self.conversation(episode) + self.trial_messages(trial)
         if trial.phase == "act":
             allow_call = trial.calls_made < config.max_turns
@@ -272,7 +286,7 @@ class Explorer:
             schema = self._act_schema(trial.api, allow_call, allow_answer)
             return GenerationRequest(messages=messages, constraint=Constraint.json(schema), **sampling)
         # reflect
-        return GenerationRequest(messages=messages + [{"role": "user", "content": self.prompts.render("reflect")}],
+        return GenerationRequest(messages=[*messages, {"role": "user", "content": self.prompts.render("reflect")}],
                                  constraint=Constraint.choice(["yes", "no"]), **dict(sampling, max_tokens=4))
 
     def _act_schema(self, api: str, allow_call: bool, allow_answer: bool) -> dict[str, Any]:
@@ -342,7 +356,7 @@ class Explorer:
         finished_ids = self._resume(writer)
         queues = {api: self._episodes_to_run(api) for api in self.apis}
         active: dict[str, list[Episode]] = {api: [] for api in self.apis}
-        total = len(self.apis) * config.episodes * config.stm_slots
+        total = len(self.apis) * config.episodes * config.slots
         written = len(finished_ids)
         with _Progress(self.progress, total, written, self.apis, config) as bar:
             while True:
@@ -358,18 +372,20 @@ class Explorer:
                     break
                 requests = []
                 for episode in live:
-                    in_flight = [e.current for e in active[episode.api] if e is not episode]
+                    in_flight = [e.current for e in active[episode.api] if e is not episode and e.current]
                     requests.append(self.request_for(episode, in_flight))
                 completions = self.backend.generate(requests)
                 calls = []
                 for episode, completion in zip(live, completions):
-                    call = self.advance(episode.current, completion, [e.current for e in active[episode.api]])
+                    trial = episode.current
+                    assert trial is not None
+                    call = self.advance(trial, completion, [e.current for e in active[episode.api] if e.current])
                     if call is not None:
-                        calls.append((episode.current, call))
+                        calls.append((trial, call))
                 self._execute(calls)
                 finished = self._collect_finished(active)
                 if finished:
-                    writer.append([t.record(self.backend, config.seed) for t in finished],
+                    writer.append([t.record(self.backend, config.generation.seed) for t in finished],
                                   units=[t.trial_id for t in finished])
                     written += len(finished)
                     bar.advance(finished)
@@ -415,7 +431,7 @@ class Explorer:
                 self.memory[api].append(trial)
                 episode.done.append(trial)
                 episode.current = None
-                if len(episode.done) >= self.config.stm_slots:
+                if len(episode.done) >= self.config.slots:
                     active[api].remove(episode)
         return finished
 
@@ -433,7 +449,7 @@ class Explorer:
         episodes = []
         for index in range(self.config.episodes):
             done = self._written.get((api, index), [])
-            if len(done) < self.config.stm_slots:
+            if len(done) < self.config.slots:
                 episodes.append(Episode(api, index, done=list(done)))
         return episodes
 
@@ -511,7 +527,7 @@ class _Progress:
         self.enabled = enabled
         self.total, self.done, self.apis, self.config = total, done, apis, config
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if not self.enabled:
             return self
         from rich.progress import Progress
@@ -519,7 +535,7 @@ class _Progress:
         self.bar = Progress(transient=False)
         self.bar.__enter__()
         self.overall = self.bar.add_task("trials", total=self.total, completed=self.done)
-        per_api = self.config.episodes * self.config.stm_slots
+        per_api = self.config.episodes * self.config.slots
         self.per_api = {}
         if len(self.apis) <= self.PER_API_LIMIT:
             self.per_api = {api: self.bar.add_task(f"  {api[:40]}", total=per_api) for api in self.apis}
@@ -539,19 +555,19 @@ class _Progress:
 
 
 def explore_stage(out, tools_path, tools: list[ToolSpec], apis: list[str], backend: Backend, executor,
-                  config: ExploreConfig, *, templates: str | None = None, extra_config: dict | None = None,
+                  config: ExploreConfig, *, distractors: dict[str, list[str]] | None = None,
                   progress: bool = True) -> dict[str, Any]:
-    """Run (or resume, or skip) an exploration into the stage directory `out`."""
-    stage_config = {"explore": asdict(config), "apis": apis, **backend.describe(), **(extra_config or {})}
-    inputs = {"tools": tools_path}
-    if templates:
-        inputs["templates"] = templates
-    writer = StageWriter(out, "explore", stage_config, inputs, schema=arrow_schema("episode_trial"))
+    """Run (or resume, or skip) an exploration of `apis` into the stage directory `out`.
+
+    The lower-level entry (tests and benchmarks bring their own backend and executor); `explore`
+    opens them from the config.
+    """
+    writer = _writer(out, tools_path, apis, config, distractors, (backend.name, backend.model, backend.revision))
     if writer.done:
         log.info("%s: exploration already finished with these inputs and settings", out)
-        return writer.manifest
+        return writer.manifest or {}
     with writer:
-        explorer = Explorer(tools, apis, backend, executor, config, templates=templates, progress=progress)
+        explorer = Explorer(tools, apis, backend, executor, config, distractors=distractors, progress=progress)
         stats = explorer.run(writer)
         rows = writer.progress_rows()
         per_api: dict[str, int] = defaultdict(int)
@@ -566,3 +582,108 @@ def explore_stage(out, tools_path, tools: list[ToolSpec], apis: list[str], backe
             files={"quality.json": json.dumps(quality, indent=2) + "\n"},
             sort_by=["api", "episode", "slot"],
         )
+
+
+def _writer(out, tools_path, apis: list[str], config: ExploreConfig, distractors: dict[str, list[str]] | None,
+            engine: tuple[str, str, str | None]) -> StageWriter:
+    """The stage writer of an exploration; its fingerprint covers the settings, the APIs and the
+    engine that really generates (`engine`: backend name, model, revision)."""
+    settings = config.fingerprint()
+    settings["backend"], settings["model"], settings["revision"] = engine
+    stage_config = {"explore": settings, "apis": apis, "distractors": distractors or {}}
+    inputs = {"tools": tools_path, **({"templates": config.templates} if config.templates else {})}
+    return StageWriter(out, "explore", stage_config, inputs, schema=arrow_schema("episode_trial"))
+
+
+def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = None, *,
+            progress: bool = True) -> dict[str, Any]:
+    """Explore the APIs of a tools file by simulated trial and error (STE) into a stage directory.
+
+    Args:
+        tools: a tools.jsonl file (`imaginarium tools import`).
+        out: the stage directory to write; an identical finished run there makes this a no-op,
+            an interrupted one is resumed.
+        config: the settings (default: `ExploreConfig()`).
+        progress: show progress bars.
+
+    Returns:
+        The stage manifest: counts, `extra.run` (time, tokens, prefix-cache hits) and
+        `extra.quality` (generators/quality.py).
+
+    Raises:
+        InputError: a missing or broken tools file, unknown API names, a corrupt cache.
+
+    Example:
+        >>> from imaginarium import explore, ExploreConfig
+        >>> manifest = explore("tools.jsonl", "runs/explore", ExploreConfig(episodes=2, stm_slots=2))
+    """
+    from imaginarium.executor.options import open_executor
+    from imaginarium.generators.options import open_backend
+    from imaginarium.schemas.toolspec import read_tools
+
+    config = config or ExploreConfig()
+    specs = read_tools(tools)
+    chosen = select_apis(specs, config.apis, config.apis_file, tools)
+    distractors = nearest_tools(specs, chosen, config.distractors) if config.distractors else None
+    engine = (config.generation.backend, config.generation.model, config.generation.revision)
+    if _writer(out, tools, chosen, config, distractors, engine).done:  # a no-op: no model loaded
+        return read_manifest(out) or {}
+    backend = open_backend(config.generation)
+    with open_executor(specs, config.execution, simulator_backend=lambda: backend) as executor:
+        return explore_stage(out, tools, specs, chosen, backend, executor, config, distractors=distractors,
+                             progress=progress)
+
+
+def select_apis(specs: list[ToolSpec], apis: list[str] | None, apis_file: str | Path | None,
+                tools_path: str | Path) -> list[str]:
+    """The APIs to explore: all tools, or those named (by name or source name).
+
+    Raises:
+        InputError: both lists given, a missing file, or a name that is no tool.
+    """
+    if apis and apis_file:
+        raise InputError("give --apis or --apis-file, not both")
+    if apis_file:
+        path = Path(apis_file)
+        if not path.is_file():
+            raise InputError("no such file", where=str(path))
+        wanted = _names_from_text(path.read_text(encoding="utf-8"), path)
+    elif apis:
+        wanted = list(apis)
+    else:
+        return [spec.name for spec in specs]
+    by_any = {spec.name: spec.name for spec in specs} | {spec.source_name: spec.name for spec in specs}
+    missing = [w for w in wanted if w not in by_any]
+    if missing:
+        raise InputError(f"unknown API(s) {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+                         where=str(apis_file or tools_path))
+    return list(dict.fromkeys(by_any[w] for w in wanted))
+
+
+def _names_from_text(text: str, path: Path) -> list[str]:
+    """An APIs file is a JSON list of names (like the STE API_list.json) or one name per line."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            names = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not a JSON list ({exc.msg} at line {exc.lineno})", where=str(path)) from None
+        if not isinstance(names, list):
+            raise InputError("expected a JSON list of names", where=str(path))
+        return [str(name) for name in names]
+    return [line.strip() for line in stripped.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def nearest_tools(specs: list[ToolSpec], apis: list[str], k: int) -> dict[str, list[str]]:
+    """For each API, the `k` other tools with the most similar descriptions (shown as distractors)."""
+    from imaginarium.embeddings import embed, top_k
+
+    texts = [f"{spec.name}: {spec.description}" for spec in specs]
+    vectors = embed(texts)
+    index = {spec.name: i for i, spec in enumerate(specs)}
+    rows = [index[api] for api in apis]
+    _, neighbours = top_k(vectors[rows], vectors, k + 1)
+    result = {}
+    for api, found in zip(apis, neighbours):
+        result[api] = [specs[j].name for j in found if specs[j].name != api][:k]
+    return result

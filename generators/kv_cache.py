@@ -27,17 +27,17 @@ class AppendLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
-        if self._keys is None or end > self._keys.shape[-2]:
-            self._keys = self._grown(self._keys, key_states, end)
-            self._values = self._grown(self._values, value_states, end)
-        self._keys[..., self.length : end, :] = key_states
-        self._values[..., self.length : end, :] = value_states
-        self.length = end
+        keys, values = self._keys, self._values
+        if keys is None or values is None or end > keys.shape[-2]:
+            keys, values = self._grown(keys, key_states, end), self._grown(values, value_states, end)
+        keys[..., self.length : end, :] = key_states
+        values[..., self.length : end, :] = value_states
+        self._keys, self._values, self.length = keys, values, end
         self._expose()
         return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self._keys is not None:
+        if self._keys is not None and self._values is not None:
             self._keys, self._values = self._keys[indices], self._values[indices]
             self._expose()
 
@@ -48,6 +48,7 @@ class AppendLayer(DynamicLayer):
         return grown
 
     def _expose(self) -> None:
+        assert self._keys is not None and self._values is not None
         self.keys = self._keys[..., : self.length, :]
         self.values = self._values[..., : self.length, :]
 
@@ -55,6 +56,7 @@ class AppendLayer(DynamicLayer):
 def append_cache(num_layers: int, room: int, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> Cache:
     """A cache of `num_layers` AppendLayers with `room` spare positions, holding `prefix` if given."""
     cache = Cache(layers=[AppendLayer(room) for _ in range(num_layers)])
-    for index, (keys, values) in enumerate(prefix or []):
-        cache.layers[index].update(keys, values)
+    for layer, (keys, values) in zip(cache.layers, prefix or []):
+        assert isinstance(layer, AppendLayer)
+        layer.update(keys, values)
     return cache

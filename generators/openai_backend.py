@@ -44,7 +44,8 @@ from imaginarium.generators.constraint_check import judged_completion
 logger = logging.getLogger(__name__)
 
 FLAVORS = ("vllm", "openai", "auto")
-_CHOICE_FIELD = "choice"  # the property a choice is wrapped in for OpenAI's json_schema
+# The property a choice or a regex is wrapped in for OpenAI-style json_schema outputs.
+_WRAPPED = {"choice": "choice", "regex": "text"}
 _MAX_BACKOFF_S = 30.0
 _ERROR_BODY_CHARS = 300
 
@@ -157,19 +158,21 @@ class OpenAIBackend(Backend):
         except RequestFailed as exc:
             message = f"could not ask the server for its flavor: {exc}"
             return [_error(index, sample, message) for index, r in enumerate(requests) for sample in range(r.n)]
-        bodies = []
-        for index, request in enumerate(requests):
+        bodies: list[dict[str, Any] | str] = []
+        for request in requests:
             try:
                 bodies.append(self.build_body(request, flavor))
-            except ValueError as exc:
-                raise ValueError(f"request {index}: {exc}") from None
+            except ValueError as exc:  # this server cannot serve this request: its completions fail
+                bodies.append(str(exc))
         workers = min(self.max_concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-backend") as pool:
             per_request = list(pool.map(self._complete, range(len(requests)), requests, bodies))
         return [completion for completions in per_request for completion in completions]
 
-    def _complete(self, index: int, request: GenerationRequest, body: dict[str, Any]) -> list[Completion]:
+    def _complete(self, index: int, request: GenerationRequest, body: dict[str, Any] | str) -> list[Completion]:
         """All `n` completions of one request; invalid ones are asked again a bounded number of times."""
+        if isinstance(body, str):  # the request could not be put to this server
+            return [_error(index, sample, body) for sample in range(request.n)]
         completions = self._send(index, request, body)
         for attempt in range(1, self.invalid_retries + 1):
             bad = [i for i, completion in enumerate(completions) if completion.finish_reason == "invalid"]
@@ -210,8 +213,8 @@ class OpenAIBackend(Backend):
 
     def _judge(self, constraint: Constraint | None, text: str, server_reason: str | None) -> Completion:
         """Map the server's finish_reason and validate the text (a choice unwrapped first)."""
-        if constraint is not None and constraint.kind == "choice" and self._flavor == "openai":
-            text = _unwrap_choice(text)
+        if constraint is not None and constraint.kind in _WRAPPED and self._flavor == "openai":
+            text = _unwrap(text, _WRAPPED[constraint.kind])
         return judged_completion(constraint, text, server_reason)
 
     # ------------------------------------------------------------------ HTTP
@@ -269,31 +272,28 @@ def _constraint_fields(constraint: Constraint, flavor: str, chat: bool) -> dict[
         return {"structured_outputs": {constraint.kind: constraint.value}}
     if not chat:
         raise ValueError("OpenAI's /completions endpoint has no structured output: use chat messages or a vLLM server")
-    if constraint.kind == "regex":
-        raise ValueError(
-            "OpenAI-style servers cannot constrain to a regex: use a vLLM server (flavor='vllm') "
-            "or a JSON Schema with a string pattern"
-        )
-    if constraint.kind == "choice":
-        schema = {
-            "type": "object",
-            "properties": {_CHOICE_FIELD: {"type": "string", "enum": list(constraint.value)}},
-            "required": [_CHOICE_FIELD],
-            "additionalProperties": False,
-        }
+    if constraint.kind in _WRAPPED:
+        # OpenAI-style servers constrain to JSON Schemas whose root is an object: a choice or a
+        # regex is asked as a one-field object ({"choice": enum} / {"text": pattern}) and
+        # unwrapped from the answer before it is checked against the original constraint.
+        field = _WRAPPED[constraint.kind]
+        value = ({"type": "string", "enum": list(constraint.value)} if constraint.kind == "choice"
+                 else {"type": "string", "pattern": f"^(?:{constraint.value})$"})
+        schema = {"type": "object", "properties": {field: value}, "required": [field], "additionalProperties": False}
     else:
         schema = constraint.value
     return {"response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": True}}}
 
 
-def _unwrap_choice(text: str) -> str:
-    """`{"choice": "yes"}` -> `yes`; anything else is returned unchanged (and will not validate)."""
+def _unwrap(text: str, field: str) -> str:
+    """`{"choice": "yes"}` -> `yes` (for `field` "choice"); anything else is returned unchanged
+    (and will not validate)."""
     try:
         value = json.loads(text)
     except ValueError:
         return text
-    if isinstance(value, dict) and isinstance(value.get(_CHOICE_FIELD), str):
-        return value[_CHOICE_FIELD]
+    if isinstance(value, dict) and isinstance(value.get(field), str):
+        return value[field]
     return text
 
 

@@ -15,30 +15,40 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+from pydantic import Field
 
+from imaginarium.filters.dedupe import PARAPHRASE_THRESHOLD, DedupeOptions
 from imaginarium.generators.backend import Backend, GenerationRequest
+from imaginarium.generators.options import GenerationOptions, open_backend
 from imaginarium.generators.prompts import Prompts
 from imaginarium.generators.queries import query_constraint, unframed_query
+from imaginarium.options import Options
 from imaginarium.progress import batches
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.stage import StageWriter, carried_reports
 
 
-@dataclass
-class AugmentConfig:
-    """How many paraphrases and how long (part of the stage fingerprint)."""
+def _paraphrase_generation() -> GenerationOptions:
+    # Paraphrases: one line each, sampled warm so that the wording varies.
+    return GenerationOptions(temperature=0.9, max_tokens=96)
 
-    target_per_api: int = 150
-    max_paraphrases: int = 6
-    max_query_chars: int = 200
-    temperature: float = 0.9
-    seed: int = 0
-    batch_size: int = 64
-    max_tokens: int = 96  # per paraphrase: one line of at most max_query_chars characters
+
+class AugmentConfig(Options):
+    """How many paraphrases and how long (the stage fingerprint, apart from addresses and keys)."""
+
+    generation: GenerationOptions = Field(default_factory=_paraphrase_generation)
+    dedupe: DedupeOptions = Field(default_factory=DedupeOptions)
+    target_per_api: int = Field(150, ge=1, le=10_000_000, description="Rows wanted per API.")
+    max_paraphrases: int = Field(6, ge=0, le=1000, description="Most paraphrases of one query.")
+    max_query_chars: int = Field(200, ge=16, le=10_000, description="Longest paraphrase.")
+    batch_size: int = Field(64, ge=1, le=100_000, description="Seed queries per backend call and checkpoint.")
+    templates: Path | None = Field(None, json_schema_extra={"fingerprint": False, "exists": True},
+                                   description="Folder overriding the prompt template paraphrase/request.j2.")
 
 
 def paraphrase_count(target: int, kept: int, max_paraphrases: int) -> int:
@@ -56,21 +66,23 @@ class Paraphraser:
     since small models asked for a JSON list of strings drift into code.
     """
 
-    def __init__(self, backend: Backend, config: AugmentConfig, templates: str | None = None):
+    def __init__(self, backend: Backend, config: AugmentConfig):
         self.backend = backend
         self.config = config
-        self.prompts = Prompts("paraphrase", templates)
+        self.prompts = Prompts("paraphrase", config.templates)
 
     def request(self, seed: dict[str, Any], count: int) -> GenerationRequest:
         prompt = self.prompts.render("request", query=seed["query"], count=count)
-        digest = hashlib.sha256(f"{self.config.seed}/{seed['trial_id']}".encode()).hexdigest()
+        sampling = self.config.generation
+        digest = hashlib.sha256(f"{sampling.seed}/{seed['trial_id']}".encode()).hexdigest()
         return GenerationRequest(
             messages=[{"role": "user", "content": prompt}], n=count,
             constraint=query_constraint(self.config.max_query_chars),
-            max_tokens=self.config.max_tokens, temperature=self.config.temperature, seed=int(digest[:8], 16),
+            max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+            seed=int(digest[:8], 16),
         )
 
-    def rows(self, seeds: list[dict[str, Any]], counts: list[int]) -> list[dict[str, Any]]:
+    def rows(self, seeds: Sequence[dict[str, Any]], counts: list[int]) -> list[dict[str, Any]]:
         """Seeds followed by their paraphrases (samples that failed are left out)."""
         asked = [(s, n) for s, n in zip(seeds, counts) if n > 0]
         completions = self.backend.generate([self.request(s, n) for s, n in asked]) if asked else []
@@ -85,6 +97,44 @@ class Paraphraser:
             for k, text in enumerate(paraphrases.get(seed["trial_id"], [])):
                 out.append(dict(seed, trial_id=f"{seed['trial_id']}/p{k}", query=text, paraphrase_of=seed["query"]))
         return out
+
+
+def augment(trials: str | Path, out: str | Path, config: AugmentConfig | None = None, *,
+            backend: Backend | None = None, progress: bool = True) -> dict[str, Any]:
+    """Paraphrase the kept queries of `trials` up to a target per API, then dedupe again.
+
+    Paraphrases per query = min(round(target / kept) - 1, max_paraphrases), as in STE; each
+    paraphrase copies its seed's calls, observations and answer and records `paraphrase_of`.
+
+    Args:
+        trials: a stage directory of kept episode trials (filter output).
+        out: the stage directory to write.
+        config: the settings (default: `AugmentConfig()`).
+        backend: the paraphrasing backend, if already open (default: opened from `config.generation`).
+        progress: show progress bars.
+
+    Returns:
+        The stage manifest (seeds, paraphrases generated and kept, duplicates dropped).
+
+    Raises:
+        InputError: `trials` is not a finished stage directory.
+
+    Example:
+        >>> from imaginarium import augment, AugmentConfig
+        >>> manifest = augment("runs/filter", "runs/augment", AugmentConfig(target_per_api=20))
+    """
+    from imaginarium.stage import read_rows
+
+    config = config or AugmentConfig()
+    inputs = {"trials": trials, **({"templates": config.templates} if config.templates else {})}
+    writer = StageWriter(Path(out), "augment", {"augment": config.fingerprint()}, inputs,
+                         schema=arrow_schema("episode_trial"))
+    if writer.done:
+        return writer.manifest or {}
+    seeds = read_rows(trials)
+    with writer:
+        paraphraser = Paraphraser(backend or open_backend(config.generation), config)
+        return augment_trials(writer, seeds, paraphraser, config.dedupe.step(PARAPHRASE_THRESHOLD), progress)
 
 
 def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser: Paraphraser,

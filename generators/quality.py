@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from imaginarium.filters.dedupe import DEFAULT_THRESHOLD, dedupe
 
@@ -43,7 +44,7 @@ def exploration_quality(trials: list[dict[str, Any]], *, semantic: bool = True,
                 grounded += _appears(value, query)
     reflected = [t for t in trials if t["reflection"] is not None]
     rows = [{"query": t["query"] or "", "api": t["api"], "trial_id": t["trial_id"]} for t in trials]
-    kept, dropped = dedupe(rows, semantic=False)
+    kept, _dropped = dedupe(rows, semantic=False)
     report.update({
         "with_ok_call": round(with_ok / n, 4),
         "argument_values": total,

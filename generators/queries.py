@@ -24,14 +24,16 @@ MIN_QUERY_CHARS = 8
 
 _FRAMING = re.compile(
     r"^(?:(?:an?|the|one|some) (?:user|person|customer)\s+(?:\w+\s+){0,2}?(?:asks?|says?|writes?|wants? to know)"
-    r"|(?:here is|here's) (?:a|one|my|the) (?:short |new |possible |rewritten )?(?:question|query|request|version)"
-    r"|question|query|request|rewritten(?: request)?)"
+    r"|(?:here is|here.s) (?:a|an|one|my|the) (?:short |new |possible |rewritten |sample |example )?(?:question|query|request|version)"
+    r"|question|query|request|rewritten(?: request)?|rewrite(?: this| the)? (?:request|question) as)"
     r"[^:\"\n]{0,40}(?::\s*[\"\u201c]?|,\s*[\"\u201c])(?P<query>.+?)[\"\u201d]?$",
     re.IGNORECASE)
 
 
-# A label copied from a list the model was shown: "What day is it? (solved: yes)".
-_ECHOED_LABEL = re.compile(r"\s*\((?:solved|solve|answer|no answer|in progress)\b[^)]*\)?\s*$", re.IGNORECASE)
+# A label copied from a list the model was shown: "What day is it? (solved: yes)"; what follows it
+# is the model going on from the list, not the query.
+_ECHOED_LABEL = re.compile(r"\s*\((?:solved|solve|solution|answer|no answer|in progress)\b[^)]*(?:\)|$).*",
+                           re.IGNORECASE | re.DOTALL)
 
 
 def query_constraint(max_chars: int) -> Constraint:
@@ -46,7 +48,8 @@ def unframed_query(text: str) -> str:
 
     Text without such a framing is returned stripped, as it is.
     """
-    text = _ECHOED_LABEL.sub("", text.strip())
+    cut = _ECHOED_LABEL.sub("", text.strip())
+    text = cut if len(cut) >= MIN_QUERY_CHARS else text.strip()
     match = _FRAMING.match(text)
     query = match.group("query").strip() if match else ""
     if len(query) >= MIN_QUERY_CHARS and re.match(r"[^\W_]", query):

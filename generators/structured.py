@@ -14,8 +14,9 @@ its result. A `RowMatcher` follows one sequence.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from imaginarium.generators.backend import Constraint
 
@@ -114,7 +115,8 @@ class ConstraintCompiler:
 
         classes = {"llguidance": LLGuidanceBackend, "outlines_core": OutlinesCoreBackend, "xgrammar": XGrammarBackend}
         self.backend_name = backend_name
-        self.backend = classes[backend_name](outlines_model)
+        engine: Any = classes[backend_name]  # each engine class has its own attributes
+        self.backend: Any = engine(outlines_model)
         self.tokenizer_vocab_size = len(outlines_model.hf_tokenizer.get_vocab())  # as Outlines' xgrammar backend
 
     def mask_vocab_size(self, logits_vocab_size: int) -> int:
@@ -206,7 +208,9 @@ def allowed_tokens(matchers: list[RowMatcher | None], rows: list[int], bitmask, 
     in the model's logits) are never allowed.
     """
     for i in rows:  # a few microseconds per row; llguidance's thread pool costs more than it saves here
-        matchers[i].fill(bitmask, i)
+        matcher = matchers[i]
+        assert matcher is not None, "only constrained rows are masked"
+        matcher.fill(bitmask, i)
     return unpack_bitmask(bitmask[rows].to(device), vocab_size)
 
 

@@ -102,7 +102,7 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         model_max_length=4096,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    end_id = tokenizer.convert_tokens_to_ids(END_TOKEN)
+    end_id = int(tokenizer.convert_tokens_to_ids(END_TOKEN))  # type: ignore[arg-type]  # one token: one id
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,

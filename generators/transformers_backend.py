@@ -23,12 +23,12 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from imaginarium.errors import InputError
 from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
 from imaginarium.generators.constraint_check import validate_completion
-from imaginarium.generators.defaults import DEFAULT_STRUCTURED_BACKEND
+from imaginarium.generators.options import DEFAULT_STRUCTURED_BACKEND
 from imaginarium.generators.structured import (
     STRUCTURED_BACKENDS,
     CompiledConstraint,
@@ -37,6 +37,21 @@ from imaginarium.generators.structured import (
     allowed_tokens,
 )
 from imaginarium.jsonutil import content_hash
+
+
+def default_prefix_cache_bytes() -> int:
+    """The prefix cache's default budget: a quarter of the machine's memory, at most 8 GiB.
+
+    A real model's keys and values are large (SmolLM2-135M: 46 KB per token in fp32), and an
+    exploration keeps one conversation per API in flight: 50 APIs of about 1,000 tokens need
+    about 2.3 GB. With less, entries are evicted before their next step reuses them (a 1 GiB
+    budget halved the share of prompt tokens served from the cache on the 50 STE APIs).
+    """
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return min(8 << 30, total // 4)
 
 
 def constraint_key(constraint: Constraint | None) -> str:
@@ -89,7 +104,7 @@ class TransformersBackend(Backend):
         max_retries: int = 2,
         batch_size: int = 64,
         batch_tokens: int = 32768,
-        prefix_cache_bytes: int = 1 << 30,
+        prefix_cache_bytes: int | None = None,
         dtype: str = "auto",
         num_threads: int | None = None,
     ):
@@ -104,8 +119,10 @@ class TransformersBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if num_threads is not None:  # process-wide; 1 is fastest for small models on a busy CPU
-            torch.set_num_threads(num_threads)
+        # torch's thread count is process-wide: it is set while this backend generates and then
+        # put back, so one backend's choice (1 is fastest for tiny models on a busy CPU) does not
+        # slow another's (a real model wants every core).
+        self.num_threads = num_threads
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device == "cpu":
             # Grouped-query attention inside SDPA instead of copying each key/value head to every
@@ -118,14 +135,15 @@ class TransformersBackend(Backend):
         self.batch_tokens = batch_tokens
         from imaginarium.generators.prefix_cache import PrefixCache
 
-        self._prefix = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        budget = default_prefix_cache_bytes() if prefix_cache_bytes is None else prefix_cache_bytes
+        self._prefix = PrefixCache(budget) if budget > 0 else None
         self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         self.tokenizer.padding_side = "left"
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a weight-loading bar per backend is noise in a stage's output
         self.hf_model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
-        self.hf_model.to(self.device).eval()
+        self.hf_model.to(self.device).eval()  # type: ignore[arg-type]  # a device name is fine
         # transformers 5.x renamed the forward argument `past_key_values` to `cache` (the old name
         # warns and will go); older 5.x releases only know the old name.
         self._cache_arg = "cache" if "cache" in inspect.signature(self.hf_model.forward).parameters else "past_key_values"
@@ -178,11 +196,12 @@ class TransformersBackend(Backend):
                 import outlines
 
                 self._compiler = ConstraintCompiler(
-                    outlines.from_transformers(self.hf_model, self.tokenizer), self.structured_backend
+                    outlines.from_transformers(self.hf_model, self.tokenizer), self.structured_backend  # type: ignore[arg-type]
                 )
             try:
-                self._compiled[key] = self._compiler.compile(constraint)
-                self.stats.extra["compile_seconds"] += self._compiled[key].compile_seconds
+                compiled = self._compiler.compile(constraint)
+                self._compiled[key] = compiled
+                self.stats.extra["compile_seconds"] += compiled.compile_seconds
                 self.stats.extra["constraints_compiled"] += 1
             except Exception as exc:  # a schema the engine cannot handle fails its requests only
                 self._compiled[key] = exc
@@ -194,6 +213,18 @@ class TransformersBackend(Backend):
     # -- generation ------------------------------------------------------------------------
 
     def _generate(self, requests: list[GenerationRequest]) -> list[Completion]:
+        if self.num_threads is None:
+            return self._generate_rows(requests)
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            return self._generate_rows(requests)
+        finally:
+            torch.set_num_threads(before)
+
+    def _generate_rows(self, requests: list[GenerationRequest]) -> list[Completion]:
         rows: list[_Row] = []
         for index, request in enumerate(requests):
             prompt_ids = self._prompt_ids(request)
@@ -272,7 +303,7 @@ class TransformersBackend(Backend):
             if not self.tokenizer.chat_template:
                 raise ValueError(f"model {self.model} has no chat template; send a raw prompt instead")
             text = self.tokenizer.apply_chat_template(
-                request.messages, tools=request.tools, add_generation_prompt=True, tokenize=False
+                request.messages, tools=request.tools, add_generation_prompt=True, tokenize=False  # type: ignore[arg-type]
             )
             return self.tokenizer(text, add_special_tokens=False).input_ids
         # An empty raw prompt still needs one position to predict from: the start token.
@@ -286,7 +317,8 @@ class TransformersBackend(Backend):
         size = len(rows)
         input_ids, attention, positions, past = self._prefill_inputs(rows, room=max(r.request.max_tokens for r in rows))
         matchers: list[RowMatcher | None] = [
-            self._compiled[r.key].new_matcher() if r.request.constraint else None for r in rows
+            cast(CompiledConstraint, self._compiled[r.key]).new_matcher() if r.request.constraint else None
+            for r in rows  # compiled by _compile_all; rows whose constraint failed never get here
         ]
         generators = [torch.Generator().manual_seed(row_seed(r.request.seed, r.sample_index, r.attempt)) for r in rows]
         # Logits stay on the model's device; only the bitmask (1 bit per token) and draws travel.
@@ -298,7 +330,7 @@ class TransformersBackend(Backend):
         for row in rows:
             row.tokens = []
         bitmask = None
-        if any(m is not None for m in matchers):
+        if any(m is not None for m in matchers) and self._compiler is not None:
             words = (self._compiler.mask_vocab_size(self.logits_vocab) + 31) // 32
             bitmask = torch.full((size, words), -1, dtype=torch.int32)
         live = list(range(size))  # the rows still in the model's batch, in batch order
@@ -329,7 +361,8 @@ class TransformersBackend(Backend):
                         finish[i] = "stop"
                         continue
                     row.tokens.append(token)
-                    if matchers[i] is not None and not matchers[i].advance(token):
+                    matcher = matchers[i]
+                    if matcher is not None and not matcher.advance(token):
                         finish[i], errors[i] = "invalid", f"the grammar rejected token {token} from its own mask"
                     elif row.request.stop and (cut := self._stop_cut(row)) is not None:
                         finish[i], texts[i] = "stop", cut
@@ -337,7 +370,7 @@ class TransformersBackend(Backend):
                         finish[i] = "length"
                 if self._prefix is not None:
                     for j, i in enumerate(live):
-                        if finish[i] is not None and finish[i] != "error":
+                        if finish[i] is not None and finish[i] != "error" and rows[i].request.remember:
                             self._remember(rows[i], past, attention[j], j)
                 keep = [j for j, i in enumerate(live) if finish[i] is None]
                 if not keep:
@@ -350,7 +383,7 @@ class TransformersBackend(Backend):
                 step_input = torch.tensor(tokens).unsqueeze(1)
                 attention = torch.cat([attention, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
                 positions = positions[:, -1:] + 1
-        return [self._completion(row, finish[i], texts[i], errors[i]) for i, row in enumerate(rows)]
+        return [self._completion(row, finish[i] or "error", texts[i], errors[i]) for i, row in enumerate(rows)]
 
     def _prefill_inputs(self, rows: list[_Row], room: int):
         """Input ids, attention mask, position ids and KV cache for a batch's first step.
@@ -382,7 +415,7 @@ class TransformersBackend(Backend):
             keys = torch.zeros((len(rows), heads, depth, dim), dtype=ref_keys.dtype)
             values = torch.zeros_like(keys)
             for i, (n, kv) in enumerate(reused):
-                if n:
+                if n and kv is not None:
                     keys[i, :, depth - n:] = kv[n_layer][0]
                     values[i, :, depth - n:] = kv[n_layer][1]
             layers.append((keys.to(self.device, self.hf_model.dtype), values.to(self.device, self.hf_model.dtype)))
@@ -422,7 +455,9 @@ class TransformersBackend(Backend):
             out = self.hf_model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                                 use_cache=True, logits_to_keep=1, **{self._cache_arg: past})
         layers = [(layer.keys[0], layer.values[0]) for layer in self._returned_cache(out).layers]
-        self._prefix.store(head.prompt_ids, layers)
+        assert self._prefix is not None  # rows are prefilled alone only with a prefix cache
+        if row.request.remember or row.request.n > 1:  # other samples of the request reuse it
+            self._prefix.store(head.prompt_ids, layers)
         row.cached, row.cached_layers = len(head.prompt_ids), layers
 
     def _returned_cache(self, out):
@@ -433,6 +468,7 @@ class TransformersBackend(Backend):
         """Keep a finished row's keys and values (prompt and generated tokens) for later prompts."""
         real = attention.nonzero().flatten()  # paddings may sit before and inside the row
         layers = [(layer.keys[position][:, real], layer.values[position][:, real]) for layer in past.layers]
+        assert self._prefix is not None
         self._prefix.store((row.prompt_ids + row.tokens)[: len(real)], layers)
 
     def _left_padded(self, prompts: list[list[int]]):
@@ -469,13 +505,17 @@ class TransformersBackend(Backend):
 
     def _stop_cut(self, row: _Row) -> str | None:
         """The text before the first stop string, once one has been generated."""
-        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        found = [text.find(s) for s in row.request.stop if s and s in text]
+        text = self._text(row.tokens)
+        found = [text.find(s) for s in row.request.stop or [] if s and s in text]
         return text[: min(found)] if found else None
+
+    def _text(self, tokens: list[int]) -> str:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return text if isinstance(text, str) else "".join(text)
 
     def _completion(self, row: _Row, finish: str, text: str | None, error: str | None) -> Completion:
         if text is None:
-            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+            text = self._text(row.tokens)
         value = None
         if finish == "length":
             error = "cut by max_tokens"

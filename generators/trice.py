@@ -46,7 +46,7 @@ class Question:
 
     @property
     def gold_text(self) -> str:
-        return canonical_call(self.call) if self.task == "call" else self.answer or ""
+        return canonical_call(self.call) if self.task == "call" and self.call else self.answer or ""
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Sampler:
         self.config = config
         self.system = system
         self.prompts = Prompts("trice", templates)
-        self._schemas: dict[tuple[tuple[str, ...], bool], dict[str, Any]] = {}
+        self._schemas: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
 
     # -- records -----------------------------------------------------------------------------
     def prompt(self, question: Question) -> list[dict[str, Any]]:
@@ -162,8 +162,8 @@ class Sampler:
         mode = "answer" if made >= self.config.max_turns else "call" if made < self.config.min_calls else "either"
         key = (tuple(question.tools), mode)
         if key not in self._schemas:
-            schema = act_schema(self.shown(question), self.config.act_limits(), allow_call=mode != "answer")
-            self._schemas[key] = schema["anyOf"][0] if mode == "call" else schema
+            self._schemas[key] = act_schema(self.shown(question), self.config.act_limits(), allow_call=mode != "answer",
+                                            allow_answer=mode != "call")
         return self._schemas[key]
 
     def _request(self, episode: Episode) -> GenerationRequest:

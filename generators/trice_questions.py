@@ -71,7 +71,7 @@ def question_from_row(row: Any, index: int, tools: list[ToolSpec], where: str) -
         raise bad("question", "missing or empty")
     call = _gold_call(row.get("call"), known, bad)
     answer = row.get("answer")
-    if answer is not None and not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
+    if (answer is not None and not isinstance(answer, (str, int, float))) or isinstance(answer, bool):
         raise bad("answer", "must be a string or a number")
     answer = None if answer is None else str(answer)
     task = row.get("task") or ("call" if call is not None and answer is None else "qa")
@@ -81,7 +81,7 @@ def question_from_row(row: Any, index: int, tools: list[ToolSpec], where: str) -
         raise bad("call", "a call task needs the gold call")
     if task != "call" and answer is None:
         raise bad("answer", f"a {task} task needs the gold answer")
-    if task == "math" and last_number(answer) is None:
+    if task == "math" and last_number(answer or "") is None:
         raise bad("answer", f"a math answer needs a number, got {answer!r}")
     names = row.get("tools")
     if names is None:

@@ -14,6 +14,26 @@ from pathlib import Path
 import click
 
 from imaginarium.hub_cards.release import DEFAULT_MAX_SHARD_BYTES, build_release
+from imaginarium.options import PATH, TEXT
+
+
+class RepoId(click.ParamType):
+    """A Hub repo id, OWNER/NAME, checked as the Hub checks it (a bad one is one line, exit 2)."""
+
+    name = "OWNER/NAME"
+
+    def convert(self, value, param, ctx):
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(value)
+        except HFValidationError as exc:
+            self.fail(str(exc).split(":")[0] + f": {value!r}", param, ctx)
+        return value
+
+
+REPO_ID = RepoId()
 
 
 @click.group()
@@ -23,15 +43,16 @@ def release() -> None:
 
 @release.command("build")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Release directory to write.")
-@click.option("--name", required=True, help="Release name (the dataset's name).")
-@click.option("--version", "version", required=True, help="Semantic version X.Y.Z; published as tag vX.Y.Z.")
-@click.option("--repo", "repo_id", default=None, help="OWNER/NAME the card's loading instructions name.")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", "output", required=True, type=PATH,
+              help="Release directory to write.")
+@click.option("--name", type=TEXT, required=True, help="Release name (the dataset's name).")
+@click.option("--version", "version", type=TEXT, required=True, help="Semantic version X.Y.Z; published as tag vX.Y.Z.")
+@click.option("--repo", "repo_id", type=REPO_ID, default=None, help="OWNER/NAME the card's loading instructions name.")
+@click.option("--cache", type=PATH, default=None,
               help="Response cache stage directory to ship in provenance/ (found automatically in a run directory).")
-@click.option("--license", "license_", default="mit", show_default=True, help="License id for the card.")
-@click.option("--pretty-name", default=None, help="Human-readable title of the card.")
-@click.option("--max-shard-bytes", type=int, default=DEFAULT_MAX_SHARD_BYTES, show_default=True,
+@click.option("--license", "license_", type=TEXT, default="mit", show_default=True, help="License id for the card.")
+@click.option("--pretty-name", type=TEXT, default=None, help="Human-readable title of the card.")
+@click.option("--max-shard-bytes", type=click.IntRange(min=1024), default=DEFAULT_MAX_SHARD_BYTES, show_default=True,
               help="Cap on the Arrow size of one parquet shard.")
 def build_command(inputs, output, name, version, repo_id, cache, license_, pretty_name, max_shard_bytes) -> None:
     """Build a release directory from INPUTS in the Hub's dataset layout.
@@ -53,7 +74,7 @@ def build_command(inputs, output, name, version, repo_id, cache, license_, prett
 
 
 @release.command("list")
-@click.option("--repo", "repo_id", required=True, help="Dataset repo OWNER/NAME on the Hub.")
+@click.option("--repo", "repo_id", type=REPO_ID, required=True, help="Dataset repo OWNER/NAME on the Hub.")
 def list_command(repo_id: str) -> None:
     """List the version tags of a Hub dataset repo with their row counts."""
     from imaginarium.hub_cards.releases import list_releases
@@ -86,8 +107,8 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("release_dir", metavar="RELEASE", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--repo", "repo_id", required=True, help="Dataset repo OWNER/NAME (created if needed).")
+@click.argument("release_dir", metavar="RELEASE", type=PATH)
+@click.option("--repo", "repo_id", type=REPO_ID, required=True, help="Dataset repo OWNER/NAME (created if needed).")
 @click.option("--private", is_flag=True, help="Create the repo private (an existing repo keeps its visibility).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (files added / changed / deleted, the tag) and change nothing.")
 def publish(release_dir: Path, repo_id: str, private: bool, dry_run: bool) -> None:

@@ -7,8 +7,8 @@ keeps release builds deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 MAX_BARS = 30
 _WIDTH, _BAR, _GAP, _LABEL, _MARGIN = 760, 16, 6, 260, 10

@@ -102,7 +102,8 @@ def _same_content(api, repo_id: str, revision: str, files: dict[str, Path], remo
 
 
 def version_key(tag: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in VERSION_TAG.fullmatch(tag).groups())
+    match = VERSION_TAG.fullmatch(tag)
+    return tuple(int(x) for x in match.groups()) if match else ()
 
 
 def plan_publish(api, release: Path, repo_id: str) -> Plan:
@@ -167,7 +168,8 @@ def publish(release: str | Path, repo_id: str, *, private: bool = False, dry_run
     commit = plan.head
     if plan.action == "commit and tag":
         files = local_files(release)
-        operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(files[p])) for p in plan.added + plan.changed]
+        operations: list[CommitOperationAdd | CommitOperationDelete] = [
+            CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(files[p])) for p in plan.added + plan.changed]
         operations += [CommitOperationDelete(path_in_repo=p) for p in plan.deleted]
         info = api.create_commit(repo_id, operations, repo_type=REPO_TYPE, revision=BRANCH,
                                  commit_message=f"Release {plan.tag}", parent_commit=plan.head,

@@ -23,9 +23,10 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,7 +103,7 @@ def _run_directory(run: Path) -> tuple[list[ConfigSource], Path | None, Path | N
         directory = manifest_path.parent
         if any(part.startswith(".") for part in directory.relative_to(run).parts):
             continue
-        manifest = read_manifest(directory)
+        manifest = read_manifest(directory) or {}
         extra = manifest.get("extra") or {}
         if extra.get("release_config"):
             configs.append(ConfigSource(extra["release_config"], directory, manifest))

@@ -27,9 +27,7 @@ _HUB_REF = re.compile(r"(?P<repo>[\w.\-]+/[\w.\-]+)@(?P<revision>[\w.\-]+)")
 def list_releases(repo_id: str, *, token: str | None = None) -> list[dict[str, Any]]:
     """The repo's version tags, oldest first, with their commit and row counts per config."""
     from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     api = HfApi(token=token)
     try:

@@ -26,7 +26,7 @@ COMMANDS = {
     "rank": "imaginarium.generators.trice_cli:rank_command",
     "run": "imaginarium.recipes.cli:run_command",
     "filter": "imaginarium.filters.cli:filter_command",
-    "augment": "imaginarium.filters.cli:augment_command",
+    "augment": "imaginarium.generators.augment_cli:augment_command",
     "build": "imaginarium.builders.cli:build",
     "cache": "imaginarium.executor.cli:cache",
     "model": "imaginarium.generators.cli:model",
@@ -78,6 +78,10 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
+    except click.UsageError as exc:  # a bad flag or value: one line, like every user error
+        command = exc.ctx.command_path if exc.ctx is not None else "imaginarium"
+        click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -14,7 +14,7 @@ tools" lists all need the same two things, an embedding of short texts and a cos
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -30,10 +30,11 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -174,7 +175,7 @@ class StageWriter:
         canonical_json(dict(self.config))
         self.fingerprint = compute_fingerprint(self.stage, self.config, self.input_fingerprints)
         self._progress = self.out / PROGRESS_DIR
-        self._lock_handle = None
+        self._lock_handle: IO[str] | None = None
         self._next_chunk = 0
 
     # -- state ---------------------------------------------------------------------------
@@ -189,14 +190,14 @@ class StageWriter:
         return manifest is not None and manifest.get("fingerprint") == self.fingerprint
 
     # -- locking -------------------------------------------------------------------------
-    def __enter__(self) -> "StageWriter":
+    def __enter__(self) -> StageWriter:
         self._progress.mkdir(parents=True, exist_ok=True)
         handle = open(self._progress / "lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise InputError("another process is writing this stage directory", where=str(self.out))
+            raise InputError("another process is writing this stage directory", where=str(self.out)) from None
         self._lock_handle = handle
         self._open_progress()
         return self
@@ -356,7 +357,7 @@ def write_stage(
     """Write a whole (short) stage at once; a no-op when the same run already finished."""
     writer = StageWriter(Path(out), stage, config, inputs, schema=schema)
     if writer.done:
-        return writer.manifest
+        return writer.manifest or {}
     with writer:
         writer.append(rows)
         return writer.finish(**finish_kwargs)

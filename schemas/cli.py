@@ -9,11 +9,13 @@ from __future__ import annotations
 import collections
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from imaginarium.errors import InputError
-from imaginarium.schemas.importers import FORMATS, import_tools
+from imaginarium.options import PATH, cli_options, out_option, parse_cli
+from imaginarium.schemas.importers import ImportConfig, import_tools
 from imaginarium.schemas.toolspec import ToolSpec, read_tools
 
 DECODER = "outlines_core"
@@ -33,18 +35,10 @@ def tools() -> None:
 
 
 @tools.command("import")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--format",
-    "format_",
-    type=click.Choice(["auto", *FORMATS]),
-    default="auto",
-    show_default=True,
-    help="Input format; auto picks the first that fits, trying " + ", ".join(FORMATS) + ".",
-)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="tools.jsonl to write.")
-@click.option("--skip-invalid", is_flag=True, help="Skip broken files and tools (each reported on stderr) instead of failing.")
-def import_command(sources: tuple[Path, ...], format_: str, output: Path, skip_invalid: bool) -> None:
+@click.argument("sources", nargs=-1, required=True, type=PATH)
+@out_option("tools.jsonl to write.", directory=False)
+@cli_options(ImportConfig)
+def import_command(sources: tuple[Path, ...], out: Path, **params: Any) -> None:
     """Import tool descriptions from SOURCES (JSON or YAML files) into one tools.jsonl.
 
     Formats: OpenAI function/tool lists, OpenAPI 3 documents, ToolBench/RapidAPI API
@@ -57,18 +51,18 @@ def import_command(sources: tuple[Path, ...], format_: str, output: Path, skip_i
       imaginarium tools import functions.json petstore.yaml -o out/tools.jsonl
       imaginarium tools import API_descriptions.json --format toolbench -o tools.jsonl
     """
-    written, skipped = import_tools(sources, output, format=format_, skip_invalid=skip_invalid)
+    written, skipped = import_tools(sources, out, parse_cli(ImportConfig, params))
     for where, why in skipped:
         click.echo(f"skipped {where}: {why}", err=True)
     per_file = collections.Counter(tool.source.file for tool in written)
     for source in sources:
         click.echo(f"{per_file.get(str(source), 0):6d} tools  {source}")
-    summary = f"wrote {len(written)} tools to {output}"
+    summary = f"wrote {len(written)} tools to {out}"
     click.echo(summary + (f" ({len(skipped)} skipped)" if skipped else ""))
 
 
 @tools.command("validate")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=PATH)
 def validate_command(file: Path) -> None:
     """Check a tools.jsonl file: every line a valid ToolSpec, every parameters schema valid
     under JSON Schema Draft 2020-12, names unique.
@@ -104,7 +98,7 @@ def validate_tools(file: str | Path) -> tuple[list[ToolSpec], dict[str, list[str
 
 
 @tools.command("show")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=PATH)
 @click.argument("name", required=False)
 def show_command(file: Path, name: str | None) -> None:
     """Show the tools of a tools.jsonl file as a table, or one tool in full.

@@ -33,7 +33,8 @@ object properties in the schema's declared order (xgrammar too by default, per i
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from imaginarium.schemas import jsonpointer
 from imaginarium.schemas.toolspec import ToolSpec
@@ -233,7 +234,7 @@ class _Rewriter:
     def close_object(self, schema: dict) -> None:
         if "enum" in schema or "const" in schema or "additionalProperties" in schema:
             return
-        if not (_declares("object", schema) or "type" not in schema and _declares_properties(schema)):
+        if not (_declares("object", schema) or ("type" not in schema and _declares_properties(schema))):
             return
         if any(_declares_properties_any(schema[k]) for k in _IN_PLACE if k in schema):
             return  # property names also come from allOf/anyOf/...: closing here would reject them

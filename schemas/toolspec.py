@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -122,7 +124,7 @@ def check_schema(schema: dict[str, Any]) -> None:
         raise ValueError(f"invalid JSON Schema at {where}: {exc.message}") from None
 
 
-def read_tools(path: str | Path) -> list[ToolSpec]:
+def read_tools(path: str | os.PathLike) -> list[ToolSpec]:
     """Read a tools.jsonl file; a bad line raises InputError naming the file and line."""
     path = Path(path)
     if not path.is_file():
@@ -147,10 +149,9 @@ def read_tools(path: str | Path) -> list[ToolSpec]:
 
 def write_tools(path: str | Path, tools: Iterable[ToolSpec]) -> None:
     """Write a tools.jsonl file atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for tool in tools:
-                handle.write(tool.to_json() + "\n")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for tool in tools:
+            handle.write(tool.to_json() + "\n")
 
 
 def _first_error(exc: ValidationError) -> str:

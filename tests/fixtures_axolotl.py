@@ -61,7 +61,7 @@ def _trials(count: int) -> list[dict]:
 
 def make_sft_config(root: Path, rows: int) -> Path:
     """The `sft` stage built by `build_sft` (chat rows with the tool response) from hand-made trials."""
-    from imaginarium.builders.sft import build_sft
+    from imaginarium.builders.sft import SftConfig, build_sft
 
     tools = [ToolSpec(name=name, source_name=name, description=description, source=ToolSource(format="openai"),
                       parameters={"type": "object", "properties": properties, "required": list(properties)})
@@ -69,8 +69,7 @@ def make_sft_config(root: Path, rows: int) -> Path:
     write_tools(root / "tools.jsonl", tools)
     trials = _trials(rows)
     write_stage(root / "stages/trials", "explore", {"seed": 0}, {}, trials, schema=arrow_schema("episode_trial"))
-    build_sft(root / "stages/trials", root / "stages/sft", root / "tools.jsonl", with_tool_response=True,
-              max_tools=2, progress=False)
+    build_sft(root / "stages/trials", root / "tools.jsonl", root / "stages/sft", SftConfig.from_flat(dict(with_tool_response=True, max_tools=2)), progress=False)
     return root / "stages/sft"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import HubServer  # noqa: E402
+from hub_server import HubServer
 
 TOKEN = os.environ["HF_TOKEN"]
 _HUB = HubServer(TOKEN).__enter__()

@@ -174,7 +174,7 @@ class HubState:
 
 class HubHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     # -- plumbing --------------------------------------------------------------------------
     def log_message(self, *args) -> None:  # keep test output quiet; requests go to state.requests
@@ -255,7 +255,7 @@ class HubHandler(BaseHTTPRequestHandler):
         try:
             return json.loads(self.body or b"null")
         except json.JSONDecodeError as exc:
-            raise HubError(400, f"body is not JSON: {exc}")
+            raise HubError(400, f"body is not JSON: {exc}") from None
 
     def _repo(self, type: str, repo_id: str) -> Repo:
         return self.state.repo(type.removesuffix("s") if type else "model", repo_id, self.authorized)
@@ -573,7 +573,7 @@ class HubServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         self._thread.start()
         return self
 

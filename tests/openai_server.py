@@ -84,7 +84,7 @@ class OpenAITestServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "OpenAITestServer":
+    def start(self) -> OpenAITestServer:
         for thread in self._threads:
             thread.start()
         return self
@@ -96,7 +96,7 @@ class OpenAITestServer:
         for thread in self._threads:
             thread.join(timeout=10)
 
-    def __enter__(self) -> "OpenAITestServer":
+    def __enter__(self) -> OpenAITestServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -174,10 +174,7 @@ class OpenAITestServer:
         choices = []
         for completion in completions:
             reason = "length" if completion.finish_reason == "length" else "stop"
-            if chat:
-                choice = {"message": {"role": "assistant", "content": completion.text}}
-            else:
-                choice = {"text": completion.text}
+            choice = {"message": {"role": "assistant", "content": completion.text}} if chat else {"text": completion.text}
             choices.append({"index": completion.sample_index, **choice, "finish_reason": reason})
         prompt_tokens = completions[0].prompt_tokens if completions else 0
         completion_tokens = sum(c.completion_tokens for c in completions)

@@ -4,10 +4,9 @@ import json
 
 import pytest
 
-from imaginarium.filters.cli import augment
 from imaginarium.generators.backend import Backend, Completion
 from imaginarium.generators.constraint_check import validate_completion
-from imaginarium.generators.paraphrase import paraphrase_count
+from imaginarium.generators.paraphrase import AugmentConfig, augment, paraphrase_count
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.stage import read_rows, write_stage
 
@@ -63,9 +62,8 @@ def test_paraphrases_copy_their_seed_and_duplicates_are_dropped(tmp_path, monkey
         "Convert 5 miles to km": ["How many kilometres are 5 miles?", "5 miles in kilometres, please",
                                   "Give 5 miles as km"],
     })
-    monkeypatch.setattr("imaginarium.filters.cli.open_backend", lambda *a, **k: scripted)
-    manifest = augment(tmp_path / "kept", tmp_path / "out", target_per_api=4, max_paraphrases=6, semantic=False,
-                       progress=False)
+    config = AugmentConfig.from_flat(dict(target_per_api=4, max_paraphrases=6, semantic=False))
+    manifest = augment(tmp_path / "kept", tmp_path / "out", config, backend=scripted, progress=False)
     rows = {r["trial_id"]: r for r in read_rows(tmp_path / "out")}
     # target 4 with 1 kept seed per API: round(4 / 1) - 1 = 3 paraphrases each
     assert manifest["extra"]["paraphrases_per_seed"] == {"convert": 3, "get_weather": 3}
@@ -85,8 +83,8 @@ def test_paraphrases_copy_their_seed_and_duplicates_are_dropped(tmp_path, monkey
 def test_augment_with_the_tiny_model_and_semantic_dedupe(tmp_path, tiny_model):
     seeds = [seed(f"t{i}", q) for i, q in enumerate(["What is the weather in Oslo today?", "Is it raining in Lima?"])]
     write_stage(tmp_path / "kept", "filter", {}, {}, seeds, schema=arrow_schema("episode_trial"))
-    manifest = augment(tmp_path / "kept", tmp_path / "out", target_per_api=6, max_paraphrases=2, max_query_chars=24,
-                       model=str(tiny_model), progress=False)
+    config = AugmentConfig.from_flat(dict(target_per_api=6, max_paraphrases=2, max_query_chars=24, model=str(tiny_model)))
+    manifest = augment(tmp_path / "kept", tmp_path / "out", config, progress=False)
     rows = read_rows(tmp_path / "out")
     paraphrases = [r for r in rows if r["paraphrase_of"] is not None]
     assert manifest["counts"]["paraphrases_generated"] == 4  # min(round(6 / 2) - 1, 2) = 2 per seed

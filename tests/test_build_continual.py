@@ -6,16 +6,15 @@ import subprocess
 import sys
 
 import pytest
+from paths import STE
 
 from imaginarium.builders.chat import message, to_template_messages
-from imaginarium.builders.continual import batch_index, build_continual, general_rows, replay_count
+from imaginarium.builders.continual import ContinualConfig, batch_index, build_continual, general_rows, replay_count
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import content_hash
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import ToolSource, ToolSpec, safe_name, write_tools
 from imaginarium.stage import read_manifest, read_rows, write_stage
-
-from paths import STE  # noqa: E402
 
 FLAN = STE / "general" / "flan_v2_2k.json"
 # Source names as in the paper's CL_batches.json; rows carry the tool names.
@@ -51,7 +50,8 @@ def files(tmp_path_factory):
 
 
 def build(files, out, round, rows=None, **options):
-    manifest = build_continual(rows or files["sft"], out, files["batches"], round, **options)
+    config = ContinualConfig.from_flat(dict(batches=files["batches"], round=round, **options))
+    manifest = build_continual(rows or files["sft"], out, config)
     return read_rows(out), manifest
 
 
@@ -140,7 +140,7 @@ def test_bad_inputs_are_named(files, tmp_path):
     twice = tmp_path / "twice.json"
     twice.write_text(json.dumps([["search"], ["search"]]))
     with pytest.raises(InputError, match="'search' is in batch 0 and in batch 1"):
-        build_continual(files["sft"], tmp_path / "y", twice, 1)
+        build_continual(files["sft"], tmp_path / "y", ContinualConfig(batches=twice, round=1))
     broken = tmp_path / "general.json"
     broken.write_text(json.dumps([{"dialog_history": [{"role": "user", "content": "hi"}], "response": "ok"},
                                   {"dialog_history": [{"role": "robot", "content": "hi"}], "response": "ok"}]))
@@ -153,10 +153,10 @@ def test_input_rows_are_checked(tmp_path, files):
     odd = dict(ROWS[0], messages=[dict(ROWS[0]["messages"][0], role="robot")])
     write_stage(tmp_path / "odd", "build_sft", {}, {}, [ROWS[1], odd], schema=arrow_schema("sft_row"))
     with pytest.raises(InputError, match=r"row 1, field messages/0/role: 'robot'"):
-        build_continual(tmp_path / "odd", tmp_path / "out", files["batches"], 0)
+        build_continual(tmp_path / "odd", tmp_path / "out", ContinualConfig(batches=files["batches"], round=0))
     write_stage(tmp_path / "react", "build_sft", {}, {}, [{"prompt": "p", "completion": "c", "api": "search"}])
     with pytest.raises(InputError, match="expected chat rows"):
-        build_continual(tmp_path / "react", tmp_path / "out", files["batches"], 0)
+        build_continual(tmp_path / "react", tmp_path / "out", ContinualConfig(batches=files["batches"], round=0))
 
 
 def test_cli_round(files, tmp_path):
@@ -167,5 +167,5 @@ def test_cli_round(files, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert read_manifest(out)["counts"]["rows"] == 10 + 2 + 7
-    done = subprocess.run(command[:-4] + ["--round", "9"], capture_output=True, text=True)
+    done = subprocess.run([*command[:-4], "--round", "9"], capture_output=True, text=True)
     assert done.returncode == 2 and "round 9 does not exist" in done.stderr

@@ -15,7 +15,7 @@ import pytest
 
 from imaginarium.builders.chat import to_template_messages
 from imaginarium.builders.react import REACT_SCHEMA
-from imaginarium.builders.sft import build_sft
+from imaginarium.builders.sft import SftConfig, build_sft
 from imaginarium.errors import InputError
 from imaginarium.evaluation.parse import parse_react
 from imaginarium.schemas.records import arrow_schema, features, validate_rows
@@ -102,14 +102,14 @@ def inputs(tmp_path_factory):
     tools_path = base / "tools.jsonl"
     write_tools(tools_path, TOOLS)
     seeds = [dict(t, paraphrase_of=None, scores=json.dumps({"judge": "yes"})) for t in TRIALS]
-    augmented = seeds + [dict(PARAPHRASE, paraphrase_of=TRIALS[0]["query"], scores=None)]
+    augmented = [*seeds, dict(PARAPHRASE, paraphrase_of=TRIALS[0]["query"], scores=None)]
     return {"tools": tools_path, "plain": write_trials(base / "plain", TRIALS, extra_columns=False),
             "augmented": write_trials(base / "augmented", augmented, extra_columns=True)}
 
 
 def built(inputs, out, which="plain", **options):
-    options = dict({"max_tools": 3, "progress": False}, **options)
-    manifest = build_sft(inputs[which], out, inputs["tools"], **options)
+    options = dict({"max_tools": 3}, **options)
+    manifest = build_sft(inputs[which], inputs["tools"], out, SftConfig.from_flat(options), progress=False)
     return read_rows(out), manifest
 
 
@@ -326,7 +326,7 @@ def test_react_first_turn_is_one_parseable_action(inputs, tmp_path):
 
     dataset = load_dataset("parquet", data_files=[str(p) for p in data_files(tmp_path / "out")], split="train")
     assert dataset.column_names == REACT_SCHEMA.names and len(dataset) == 5
-    retry = [row for row in rows if row["origin_trial"] == "add_date/0/1"][0]
+    retry = next(row for row in rows if row["origin_trial"] == "add_date/0/1")
     assert retry["completion"] == 'Action: add_date\nAction Input: {"date": "2022-10-14", "days": 90}\n'
     assert retry["prompt"].endswith("User Query: What date is 90 days after 2022-10-14?\n")
     assert "API_name: add_date" in retry["prompt"]
@@ -357,7 +357,7 @@ def test_malformed_arguments_name_the_row_and_field(inputs, tmp_path):
     broken = [TRIALS[0], dict(TRIALS[1], steps=[dict(TRIALS[1]["steps"][0], call={"name": "add_date", "arguments": "{oops"})])]
     directory = write_trials(tmp_path / "broken", broken, extra_columns=False)
     with pytest.raises(InputError, match=r"row 1, field steps/0/call/arguments: not JSON"):
-        build_sft(directory, tmp_path / "out", inputs["tools"], progress=False)
+        build_sft(directory, inputs["tools"], tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
@@ -365,7 +365,7 @@ def test_an_unknown_action_is_named_though_arrow_allows_it(inputs, tmp_path):
     odd = dict(TRIALS[0], steps=[dict(WEATHER, action="teleport")])
     directory = write_trials(tmp_path / "odd", [TRIALS[0], odd], extra_columns=True)
     with pytest.raises(InputError, match=r"row 1, field steps/0/action: 'teleport' is not one of"):
-        build_sft(directory, tmp_path / "out", inputs["tools"], progress=False)
+        build_sft(directory, inputs["tools"], tmp_path / "out", progress=False)
 
 
 def test_rows_of_another_arrow_schema_get_the_full_validation(inputs, tmp_path):
@@ -373,16 +373,16 @@ def test_rows_of_another_arrow_schema_get_the_full_validation(inputs, tmp_path):
     loose[1]["query"] = None  # a column with inferred types allows it; the record does not
     write_stage(tmp_path / "loose", "handmade", {}, {}, loose)
     with pytest.raises(InputError, match=r"row 1, field query: None is not of type 'string'"):
-        build_sft(tmp_path / "loose", tmp_path / "out", inputs["tools"], progress=False)
+        build_sft(tmp_path / "loose", inputs["tools"], tmp_path / "out", progress=False)
     write_stage(tmp_path / "fine", "handmade", {}, {}, TRIALS)  # inferred types, valid content
-    assert build_sft(tmp_path / "fine", tmp_path / "out", inputs["tools"], max_tools=1, progress=False)["counts"]["rows"] == 5
+    assert build_sft(tmp_path / "fine", inputs["tools"], tmp_path / "out", SftConfig.from_flat(dict(max_tools=1)), progress=False)["counts"]["rows"] == 5
 
 
 def test_a_tool_missing_from_the_tools_file_is_named(inputs, tmp_path):
     stranger = dict(TRIALS[0], steps=[call("teleport", {"to": "Mars"}, obs("ok")), answer()])
     directory = write_trials(tmp_path / "stranger", [TRIALS[0], stranger], extra_columns=False)
     with pytest.raises(InputError, match=r"row 1: tool 'teleport'"):
-        build_sft(directory, tmp_path / "out", inputs["tools"], progress=False)
+        build_sft(directory, inputs["tools"], tmp_path / "out", progress=False)
 
 
 def test_cli_builds_and_reports_bad_input_with_exit_2(inputs, tmp_path):
@@ -393,16 +393,16 @@ def test_cli_builds_and_reports_bad_input_with_exit_2(inputs, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "5 rows from 7 trials" in done.stdout
     assert read_manifest(out)["config"]["format"] == "react"
-    done = subprocess.run(command[:4] + [str(tmp_path / "missing")] + command[5:], capture_output=True, text=True)
+    done = subprocess.run([*command[:4], str(tmp_path / "missing"), *command[5:]], capture_output=True, text=True)
     assert done.returncode == 2 and "missing" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_filter_stage_output_builds_with_its_funnel(inputs, tmp_path):
-    from imaginarium.filters.cli import filter_stage
+    from imaginarium.filters.filter import FilterConfig, filter_stage
 
-    filter_stage(inputs["plain"], tmp_path / "filter", judge=False, progress=False)
+    filter_stage(inputs["plain"], tmp_path / "filter", FilterConfig(judge=False), progress=False)
     kept = read_rows(tmp_path / "filter")
-    manifest = build_sft(tmp_path / "filter", tmp_path / "sft", inputs["tools"], with_tool_response=True, progress=False)
+    manifest = build_sft(tmp_path / "filter", inputs["tools"], tmp_path / "sft", SftConfig.from_flat(dict(with_tool_response=True)), progress=False)
     assert manifest["counts"]["rows"] == len(kept) and manifest["counts"]["skipped"] == {}
     assert json.loads((tmp_path / "sft" / "funnel.json").read_text()) == json.loads(
         (tmp_path / "filter" / "funnel.json").read_text())
@@ -424,8 +424,8 @@ def test_rows_from_a_real_tiny_model_exploration_render(tmp_path, tiny_model, to
     tools_path = tmp_path / "tools.jsonl"
     write_tools(tools_path, tools)
     import_cache(toolset / "cache.jsonl", tmp_path / "cache.sqlite")
-    config = ExploreConfig(episodes=2, stm_slots=2, max_turns=2, max_query_chars=24, max_thought_chars=12,
-                           max_answer_chars=24, max_argument_chars=12, max_tokens=96, no_exec=True)
+    config = ExploreConfig.from_flat(dict(episodes=2, stm_slots=2, max_turns=2, max_query_chars=24, max_thought_chars=12,
+                                          max_answer_chars=24, max_argument_chars=12, max_tokens=96, no_exec=True))
     with ResponseCache(tmp_path / "cache.sqlite") as cache:
         explore_stage(tmp_path / "explore", tools_path, tools, ["add_date", "calculator"],
                       make_backend("transformers", str(tiny_model)), Executor(tools, cache, "replay"), config,
@@ -435,7 +435,7 @@ def test_rows_from_a_real_tiny_model_exploration_render(tmp_path, tiny_model, to
     answered = [t for t in with_call if t["final_answer"] is not None]
     assert answered, "the seeded run makes calls and answers"
     for name, expected, options in (("first", with_call, {}), ("second", answered, {"with_tool_response": True})):
-        build_sft(tmp_path / "explore", tmp_path / name, tools_path, max_tools=3, progress=False, **options)
+        build_sft(tmp_path / "explore", tools_path, tmp_path / name, SftConfig.from_flat(dict(max_tools=3, **options)), progress=False)
         rows = read_rows(tmp_path / name)
         assert sorted(r["origin_trial"] for r in rows) == sorted(t["trial_id"] for t in expected)
         assert_renders_every_call(tokenizer, rows)

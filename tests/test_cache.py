@@ -88,9 +88,8 @@ def test_truncated_cache_file_is_a_clear_error(tmp_path):
         response_cache._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = path.read_bytes()
     path.write_bytes(data[:100] + b"\xa5" * (len(data) - 100))  # header intact, every page destroyed
-    with pytest.raises(InputError, match=str(path)):
-        with ResponseCache(path) as broken:
-            broken.get("t", {"i": 3})
+    with pytest.raises(InputError, match=str(path)), ResponseCache(path) as broken:
+        broken.get("t", {"i": 3})
 
 
 def test_missing_cache_without_create(tmp_path):
@@ -189,5 +188,5 @@ def test_cache_commands(run, tmp_path):
 def test_cache_command_on_garbage_exits_2(run, tmp_path):
     garbage = tmp_path / "c.sqlite"
     garbage.write_bytes(b"this is not sqlite" * 100)
-    code, out, err = run("cache", "stats", garbage)
+    code, _out, err = run("cache", "stats", garbage)
     assert code == 2 and "corrupt or not a response cache" in err and str(garbage) in err

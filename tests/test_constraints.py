@@ -25,6 +25,7 @@ from imaginarium.schemas.toolspec import ToolSource, ToolSpec
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "constraint_enforcement.json"
 from paths import TOOLBENCH  # noqa: E402
+
 FREE = ["string", "number", "boolean", "null"]
 
 SCHEMA = {

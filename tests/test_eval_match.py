@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from imaginarium.evaluation.evaluate import evaluate
+from imaginarium.evaluation.evaluate import EvalConfig, evaluate
 from imaginarium.evaluation.match import JudgeCase, ast_match, judge_prompt, string_match
 
 SCHEMA = {
@@ -140,7 +138,7 @@ def test_evaluate_ast_with_a_tools_file(tmp_path):
     ]
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "items.jsonl"
-    report = evaluate(preds, fmt="jsonl", args_match="ast", tools=tools, items_out=out)
+    report = evaluate(preds, EvalConfig(format="jsonl", args_match="ast", tools=tools), out=out)
     assert report["counts"] == {"items": 3, "wellformed": 2, "no_call": 1, "error": 0, "api_match": 2, "correct": 1}
     items = [json.loads(line) for line in out.read_text().splitlines()]
     assert [i["correct"] for i in items] == [True, False, False]
@@ -169,7 +167,7 @@ def test_judge_with_the_tiny_model_keeps_a_constrained_verdict_and_reason(tiny_m
     wrong_api = {**row, "prediction": {"role": "assistant", "tool_calls": [{"function": {"name": "news", "arguments": "{}"}}]}}
     preds.write_text(json.dumps(row) + "\n" + json.dumps(wrong_api) + "\n")
     out = tmp_path / "items.jsonl"
-    report = evaluate(preds, fmt="chat", args_match="judge", judge=backend, items_out=out)
+    report = evaluate(preds, EvalConfig(format="chat", args_match="judge"), judge=backend, out=out)
     assert report["judged"] == 1  # only the item with the right API goes to the judge
     first, second = [json.loads(line) for line in out.read_text().splitlines()]
     assert first["method"] == "judge" and first["reason"] and len(first["reason"]) <= 120
@@ -178,13 +176,12 @@ def test_judge_with_the_tiny_model_keeps_a_constrained_verdict_and_reason(tiny_m
     assert report["counts"]["correct"] == int(first["correct"])
 
 
-def test_judge_is_required_when_items_need_one(tmp_path):
-    from imaginarium.errors import InputError
-
+def test_items_that_need_a_judge_get_the_configured_one(tmp_path, tiny_model):
     preds = tmp_path / "p.jsonl"
     preds.write_text(json.dumps({"action": "f", "action_input": "{}", "model_output": "Action: f\nAction Input: {}"}) + "\n")
-    with pytest.raises(InputError, match="need an LLM judge"):
-        evaluate(preds, fmt="jsonl", args_match="judge")
+    config = EvalConfig.from_flat({"format": "jsonl", "args_match": "judge", "judge_model": str(tiny_model)})
+    report = evaluate(preds, config)
+    assert report["judged"] == 1 and report["counts"]["items"] == 1
 
 
 def test_bad_prediction_rows_name_the_file_row_and_field(tmp_path):

@@ -1,6 +1,13 @@
 """Parsing model outputs into calls: ReAct text, <tool_NAME> tokens, tool_calls, JSON calls."""
 
-from imaginarium.evaluation.parse import ParsedCall, ground_name, parse_json_call, parse_output, parse_react, parse_tool_calls
+from imaginarium.evaluation.parse import (
+    ParsedCall,
+    ground_name,
+    parse_json_call,
+    parse_output,
+    parse_react,
+    parse_tool_calls,
+)
 
 
 def test_react_plain_call():

@@ -110,16 +110,16 @@ def test_by_batch_breakdown_matches_the_paper_per_batch():
     assert sum(row["counts"]["items"] for row in ours["by_api"].values()) == len(items)
 
 
-def test_ste_paper_needs_a_judge_where_no_judgment_is_stored(tmp_path):
-    from imaginarium.errors import InputError
-    from imaginarium.evaluation.evaluate import evaluate
+def test_ste_paper_judges_where_no_judgment_is_stored(tmp_path, tiny_model):
+    from imaginarium.evaluation.evaluate import EvalConfig, evaluate
 
     item = {"query": "q", "action": "getWolframAlphaResults", "action_input": '{"input": "2+2"}',
             "model_output": 'Action: getWolframAlphaResults\nAction Input: {"input": "2+2"}'}
     assert item["action"] not in ste_string_match_apis()
     path = tmp_path / "p.json"
     path.write_text(json.dumps({item["action"]: [item]}))
-    with pytest.raises(InputError, match="1 items need an LLM judge"):
-        evaluate(path, args_match="ste-paper")
+    config = EvalConfig.from_flat({"args_match": "ste-paper", "judge_model": str(tiny_model)})
+    assert evaluate(path, config)["judged"] == 1
     path.write_text(json.dumps({item["action"]: [{**item, "args_correct": 1}]}))
-    assert evaluate(path, args_match="ste-paper")["correct"] == 100.0
+    report = evaluate(path, config)
+    assert report["correct"] == 100.0 and report["judged"] == 0

@@ -255,7 +255,7 @@ def test_tools_call_on_the_example_toolset(run, tmp_path):
     code, out, _ = run("tools", "call", tools, "get_book", '{"isbn": "12"}', "--cache", db)
     assert json.loads(out)["error_kind"] == "invalid_arguments" and "does not match" in json.loads(out)["content"]
     code, _, err = run("tools", "call", tools, "add_date", "{}", "--mode", "simulate")
-    assert code == 2 and "--model" in err
+    assert code == 2 and "--cache-mode simulate stores responses: give --cache FILE" in err
 
 
 def test_live_callables_and_unresolvable_references():

@@ -64,7 +64,7 @@ def run(tmp_path, backend, toolset, **config):
     options = dict(SMALL, episodes=2, stm_slots=2, max_turns=2) | config
     with ResponseCache(cache_path) as cache:
         executor = Executor(tools, cache, "replay")
-        explore_stage(tmp_path / "out", tools_path, tools, APIS, recording, executor, ExploreConfig(**options),
+        explore_stage(tmp_path / "out", tools_path, tools, APIS, recording, executor, ExploreConfig.from_flat(options),
                       progress=False)
     return read_rows(tmp_path / "out"), recording
 
@@ -82,7 +82,7 @@ def baseline(tmp_path_factory, backend, toolset):
 def test_every_api_gets_its_trials_and_every_call_is_valid(baseline, toolset):
     rows, _ = baseline
     tools = {t.name: t for t in toolset[0]}
-    assert Counter(r["api"] for r in rows) == {api: 4 for api in APIS}
+    assert Counter(r["api"] for r in rows) == dict.fromkeys(APIS, 4)
     assert len({r["trial_id"] for r in rows}) == len(rows)
     calls = [s for r in rows for s in r["steps"] if s["action"] == "call"]
     assert calls, "the tiny model made no call at all"
@@ -102,7 +102,7 @@ def test_max_turns_holds(baseline):
 
 def test_imagination_sees_all_earlier_queries_of_its_api_with_labels(baseline, toolset):
     rows, recording = baseline
-    prompts = imagination_prompts(recording, ExploreConfig(**SMALL))
+    prompts = imagination_prompts(recording, ExploreConfig.from_flat(SMALL))
     descriptions = {t.name: t.description for t in toolset[0] if t.name in APIS}
     by_api = {api: [] for api in APIS}
     for request in prompts:
@@ -172,12 +172,12 @@ def test_ablation_no_exec_withholds_observations(tmp_path, backend, toolset):
 def test_ablation_no_stm_runs_one_trial_per_episode(tmp_path, backend, toolset):
     rows, _ = run(tmp_path, backend, toolset, no_stm=True)
     assert {r["slot"] for r in rows} == {0}
-    assert Counter(r["api"] for r in rows) == {api: 2 for api in APIS}
+    assert Counter(r["api"] for r in rows) == dict.fromkeys(APIS, 2)
 
 
 def test_ablation_no_ltm_hides_earlier_queries(tmp_path, backend, toolset):
-    rows, recording = run(tmp_path, backend, toolset, no_ltm=True)
-    for request in imagination_prompts(recording, ExploreConfig(**SMALL)):
+    _rows, recording = run(tmp_path, backend, toolset, no_ltm=True)
+    for request in imagination_prompts(recording, ExploreConfig.from_flat(SMALL)):
         assert "already been explored" not in request.messages[-1]["content"]
         assert "(solved:" not in request.messages[-1]["content"]
 
@@ -191,12 +191,12 @@ def test_ablation_no_reflection_labels_every_answered_trial_successful(tmp_path,
 
 def test_parallel_episodes_run_side_by_side_and_mark_queries_in_flight(tmp_path, backend, toolset):
     rows, recording = run(tmp_path, backend, toolset, parallel_episodes=2, stm_slots=1)
-    assert Counter(r["api"] for r in rows) == {api: 2 for api in APIS}
+    assert Counter(r["api"] for r in rows) == dict.fromkeys(APIS, 2)
     constraint = query_constraint(SMALL["max_query_chars"])
     first_round = recording.requests[: len(APIS) * 2]  # both episodes of every API imagine at once
     assert all(r.constraint == constraint for r in first_round)
 
-    explorer = Explorer(toolset[0], APIS, backend, None, ExploreConfig(**SMALL, parallel_episodes=2))
+    explorer = Explorer(toolset[0], APIS, backend, None, ExploreConfig.from_flat(dict(SMALL, parallel_episodes=2)))
     done = Trial("add_date", 0, 0, ["add_date"], query="What is 3 days after May 1?", final_answer="May 4",
                  succeeded=True, phase="done")
     explorer.memory["add_date"].append(done)
@@ -217,8 +217,8 @@ KILLABLE = textwrap.dedent(
 
     model, tools_path, cache_path, out = sys.argv[1:5]
     tools = read_tools(tools_path)
-    config = ExploreConfig(episodes=3, stm_slots=2, max_turns=1, max_query_chars=16, max_thought_chars=8,
-                           max_answer_chars=16, max_argument_chars=8, max_tokens=64)
+    config = ExploreConfig.from_flat(dict(episodes=3, stm_slots=2, max_turns=1, max_query_chars=16, max_thought_chars=8,
+                                          max_answer_chars=16, max_argument_chars=8, max_tokens=64))
     with ResponseCache(cache_path) as cache:
         explore_stage(out, tools_path, tools, ["add_date", "calculator"], make_backend("transformers", model),
                       Executor(tools, cache, "replay"), config, progress=False)

@@ -5,7 +5,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from imaginarium.filters.cli import filter_stage
+from imaginarium.filters.filter import FilterConfig, filter_stage
 from imaginarium.generators.backend import Backend, Completion
 from imaginarium.generators.constraint_check import validate_completion
 from imaginarium.schemas.records import arrow_schema
@@ -84,8 +84,8 @@ def trials_dir(tmp_path):
 
 
 def run_filter(tmp_path, trials_dir, monkeypatch, judge_backend, **options):
-    monkeypatch.setattr("imaginarium.filters.cli.open_backend", lambda *a, **k: judge_backend)
-    return filter_stage(trials_dir, tmp_path / "out", semantic=False, progress=False, batch_size=3, **options)
+    config = FilterConfig.from_flat(dict(semantic=False, batch_size=3, **options))
+    return filter_stage(trials_dir, tmp_path / "out", config, backend=judge_backend, progress=False)
 
 
 def dropped(tmp_path):
@@ -130,7 +130,8 @@ def test_simulated_only_successes_can_be_refused(tmp_path, trials_dir, monkeypat
 def test_required_aspects_are_configurable_and_judge_can_be_off(tmp_path, trials_dir, monkeypatch):
     run_filter(tmp_path, trials_dir, monkeypatch, ScriptedJudge(VERDICTS), require="informative,appropriate")
     assert "t6" in {r["trial_id"] for r in read_rows(tmp_path / "out")}
-    manifest = filter_stage(trials_dir, tmp_path / "nojudge", judge=False, semantic=False, progress=False)
+    manifest = filter_stage(trials_dir, tmp_path / "nojudge", FilterConfig.from_flat(dict(judge=False, semantic=False)),
+                            progress=False)
     assert [s["name"] for s in manifest["extra"]["funnel"]["steps"]] == ["final_answer", "executed", "dedupe"]
     assert "judge_model" not in manifest["extra"]
 
@@ -144,11 +145,12 @@ def test_rerun_is_a_noop_and_judges_nothing(tmp_path, trials_dir, monkeypatch):
 
 
 def test_the_tiny_model_judges_through_the_real_backend(tmp_path, trials_dir, tiny_model):
-    manifest = filter_stage(trials_dir, tmp_path / "out", model=str(tiny_model), semantic=False, progress=False)
+    config = FilterConfig.from_flat(dict(model=str(tiny_model), semantic=False))
+    manifest = filter_stage(trials_dir, tmp_path / "out", config, progress=False)
     judged = [json.loads(r["scores"]) for r in read_rows(tmp_path / "out")]
     reasons = dropped(tmp_path)
     # a random model's verdicts are random, but each is either a valid verdict or a named failure
-    for trial_id, (step, reason) in reasons.items():
+    for _trial_id, (step, reason) in reasons.items():
         if step == "judge":
             assert reason.startswith("not ") or reason == "the judge gave no valid verdict"
     for scores in judged:

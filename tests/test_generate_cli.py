@@ -72,15 +72,18 @@ def test_generate_without_constraint_respects_max_tokens(monkeypatch, capsys, ti
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--schema", "missing.json"], "missing.json: no such file"),
+        (["--schema", "missing.json"], "--schema: no such file or directory (got 'missing.json')"),
         (["--regex", "("], "--regex: invalid regex"),
-        (["--choice", " , "], "--choice: no choices given"),
+        (["--choice", " , "], "--choice: list should have at least 1 item"),
         (["--choice", "a", "--regex", "a"], "at most one of"),
-        (["--n", "0"], "--n: must be at least 1"),
+        (["--n", "0"], "--n: must be greater than or equal to 1 (got 0)"),
         (["--model", "tiny:x"], "seed must be a non-negative integer"),
-        (["--backend", "openai", "--model", "m"], "--base-url: the openai backend needs"),
-        (["--base-url", "http://127.0.0.1:1/v1"], "--base-url: only the openai backend"),
-        (["--backend", "openai", "--base-url", "http://127.0.0.1:1/v1", "--structured-backend", "xgrammar"], "--structured-backend: only"),
+        (["--backend", "openai", "--model", "m"], "the openai backend needs --base-url"),
+        (["--base-url", "http://127.0.0.1:1/v1"], "--base-url is for the openai backend, not transformers"),
+        (["--backend", "openai", "--base-url", "http://127.0.0.1:1/v1", "--structured-backend", "xgrammar"],
+         "--structured-backend is for the transformers backend, not openai"),
+        (["--temperature", "-3"], "--temperature: must be greater than or equal to 0 (got -3.0)"),
+        (["--max-tokens", "0"], "--max-tokens: must be greater than or equal to 1 (got 0)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, args, message):

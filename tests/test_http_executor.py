@@ -3,6 +3,7 @@ marked observation, retries happen on 429/5xx, and API keys never reach the cach
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -75,10 +76,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from paths import STE
 
 from imaginarium.errors import InputError
 from imaginarium.schemas.importers import detect_format, import_file, import_files, read_document
 from imaginarium.schemas.toolspec import NAME_PATTERN, safe_name
 
-from paths import STE  # noqa: E402
 API_DESCRIPTIONS = STE / "tool_metadata" / "API_descriptions.json"
 BMTOOLS = STE / "tool_metadata" / "API_dict_bmtools.json"
 TOOL_TEST = STE / "test" / "tool_test.json"

@@ -12,10 +12,10 @@ import logging
 import socket
 
 import pytest
+from openai_server import OpenAITestServer
 
 from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
 from imaginarium.generators.openai_backend import OpenAIBackend
-from openai_server import OpenAITestServer
 
 SECRET = "sk-test-3f9a7c1e-do-not-print"
 SCHEMA = {
@@ -108,11 +108,24 @@ def test_openai_flavor_sends_response_format_and_unwraps_choices():
     assert all("structured_outputs" not in request["body"] for request in server.requests)
 
 
-def test_openai_flavor_refuses_a_regex_before_sending():
-    with OpenAITestServer(ScriptedBackend()) as server:
-        with pytest.raises(ValueError, match="request 1: .*regex"):
-            client(server, flavor="openai").generate([chat(), chat(Constraint.regex("a+"))])
-    assert server.requests == []
+def test_openai_flavor_asks_a_regex_as_a_one_field_object_and_unwraps_it():
+    backend = ScriptedBackend(default=('{"text": "aaa"}', "stop"))
+    with OpenAITestServer(backend) as server:
+        good, = client(server, flavor="openai").generate([chat(Constraint.regex("a+"))])
+    assert (good.finish_reason, good.text, good.value) == ("stop", "aaa", "aaa")
+    schema = server.requests[0]["body"]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"] == {"text": {"type": "string", "pattern": "^(?:a+)$"}}
+    with OpenAITestServer(ScriptedBackend(default=('{"text": "abc"}', "stop"))) as server:
+        bad, = client(server, flavor="openai", invalid_retries=0).generate([chat(Constraint.regex("a+"))])
+    assert bad.finish_reason == "invalid"  # checked against the regex itself, not the server's word
+
+
+def test_a_request_the_server_cannot_take_fails_alone():
+    with OpenAITestServer(ScriptedBackend(default=("x", "stop"))) as server:
+        raw, fine = client(server, flavor="openai").generate([
+            GenerationRequest(prompt="p", constraint=Constraint.choice(["x"])), chat()])
+    assert raw.finish_reason == "error" and "structured output" in raw.error
+    assert fine.finish_reason == "stop"
 
 
 def test_auto_flavor_asks_the_models_endpoint():

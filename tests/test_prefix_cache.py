@@ -13,7 +13,7 @@ def conversation(turns: int, question: str) -> list[dict]:
     for k in range(turns):
         messages += [{"role": "user", "content": f"{question} (turn {k})"},
                      {"role": "assistant", "content": f"Answer number {k} to {question}."}]
-    return messages + [{"role": "user", "content": f"{question} (last)"}]
+    return [*messages, {"role": "user", "content": f"{question} (last)"}]
 
 
 def requests():
@@ -58,7 +58,7 @@ def test_lookup_finds_the_longest_common_prefix_and_evicts_by_bytes():
     assert length == 60 and found[0][0].shape == (2, 60, 4)
     assert cache.lookup(base, limit=80)[0] == 80  # never more than asked
     assert cache.lookup([7] * 100, limit=100) == (0, None)
-    cache.store(base + [100, 101], layers(102))  # supersedes its own prefix
+    cache.store([*base, 100, 101], layers(102))  # supersedes its own prefix
     assert len(cache._entries) == 1
     cache.store(list(range(500, 600)), layers(100))
     cache.store(list(range(700, 800)), layers(100))  # over budget: the least recently used goes

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from paths import ROOT
 
 from imaginarium.executor.executor import Executor
 from imaginarium.generators.backends import make_backend
@@ -17,7 +18,6 @@ from imaginarium.generators.explore import ExploreConfig, explore_stage
 from imaginarium.generators.quality import exploration_quality
 from imaginarium.schemas.importers import import_files
 from imaginarium.stage import read_rows
-from paths import ROOT
 
 TOOLSET = ROOT / "recipes" / "example_toolset"
 # Queries only: no calls (max_turns=0), no reflection, short answers.
@@ -41,18 +41,24 @@ def toolset(tmp_path_factory):
 def queries(tmp_path, backend, toolset, api: str, **config) -> list[dict]:
     tools, path = toolset
     explore_stage(tmp_path, path, tools, [api], backend, Executor(tools, None, "replay"),
-                  ExploreConfig(**QUERIES_ONLY, **config), progress=False)
+                  ExploreConfig.from_flat({**QUERIES_ONLY, **config}), progress=False)
     return read_rows(tmp_path)
 
 
-def test_imagined_calculator_queries_are_english_with_numbers(tmp_path, backend, toolset):
-    rows = queries(tmp_path, backend, toolset, "calculator", episodes=4)
-    texts = [row["query"] for row in rows]
-    assert len(texts) == 4
-    assert sum(bool(re.search(r"\d", text)) for text in texts) >= 3, texts
+def test_imagined_queries_are_english_and_carry_concrete_values(tmp_path, backend, toolset):
+    """Six independent imaginations (no memory) per tool: English sentences, and a good share
+    name the values a call needs: a number, or a name (a city, a currency) after the first word."""
+    apis = ["calculator", "get_current_weather", "get_exchange_rate"]
+    tools, path = toolset
+    explore_stage(tmp_path, path, tools, apis, backend, Executor(tools, None, "replay"),
+                  ExploreConfig.from_flat({**QUERIES_ONLY, "episodes": 6, "no_ltm": True}), progress=False)
+    texts = [row["query"] for row in read_rows(tmp_path)]
+    assert len(texts) == 18
     for text in texts:
         words = re.findall(r"[A-Za-z]+", text)
-        assert len(words) >= 3 and text.isascii(), text
+        assert len(words) >= 3 and sum(map(len, words)) >= len(text) / 2, text  # mostly words, not code
+    concrete = [t for t in texts if re.search(r"\d", t) or re.search(r"\s[A-Z][A-Za-z]+", t)]
+    assert len(concrete) >= len(texts) / 3, texts
 
 
 def test_long_term_memory_lowers_the_share_of_repeated_queries(tmp_path, backend, toolset):

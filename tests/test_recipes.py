@@ -49,7 +49,13 @@ def test_recipe_chains_stages_and_skips_unchanged_ones(tmp_path, tiny_model):
 @pytest.mark.parametrize("stages, message", [
     ([{"name": "x", "uses": "teleport"}], "unknown stage kind 'teleport'"),
     ([{"name": "x", "uses": "explore", "with": {"tools": "@nothing"}}], "@nothing is not an earlier stage"),
-    ([{"name": "x", "uses": "tools", "with": {"sources": ["a.json"], "colour": "red"}}], "unknown parameter(s) colour"),
+    ([{"name": "x", "uses": "tools", "with": {"sources": ["a.json"], "colour": "red"}}], "unknown key 'colour'"),
+    ([{"name": "x", "uses": "explore", "with": {"tools": "t.jsonl", "episodes": "many"}}],
+     "stages[0] (x): episodes: must be a valid integer"),
+    ([{"name": "x", "uses": "explore", "with": {"tools": "t.jsonl", "episodes": 0}}],
+     "stages[0] (x): episodes: must be greater than or equal to 1 (got 0)"),
+    ([{"name": "x", "uses": "filter", "with": {"trials": "t", "require": ["faithful", "kind"]}}],
+     "stages[0] (x): require: must be 'informative', 'faithful' or 'appropriate' (got 'kind')"),
     ([{"name": "x", "uses": "tools"}, {"name": "x", "uses": "tools"}], "duplicate stage name 'x'"),
     ([{"uses": "tools"}], "each stage needs `name` and `uses`"),
 ])
@@ -65,8 +71,11 @@ def test_packaged_recipes_are_found_by_name():
         find_recipe("no-such-recipe")
 
 
-def test_the_packaged_quickstart_runs_end_to_end(tmp_path):
-    outputs = run_recipe("quickstart", tmp_path / "qs", progress=False, echo=lambda _: None)
+def test_the_packaged_quickstart_runs_end_to_end(tmp_path, tiny_model):
+    """The packaged recipe's stages chain (with the tiny model; CI runs `make quickstart` on the
+    default model and checks its rows: tests/quickstart_check.py)."""
+    outputs = run_recipe("quickstart", tmp_path / "qs", generation={"model": str(tiny_model)}, progress=False,
+                         echo=lambda _: None)
     assert list(outputs) == ["tools", "cache", "explore", "filter", "augment", "sft"]
     explore, filtered, augmented, sft = (read_manifest(outputs[n]) for n in ("explore", "filter", "augment", "sft"))
     assert explore["counts"]["trials"] == 10 * 1 * 2  # 10 tools x 1 episode x 2 slots

@@ -103,10 +103,9 @@ def test_progress_of_another_config_is_discarded(tmp_path):
 
 
 def test_one_writer_per_directory(tmp_path):
-    with StageWriter(tmp_path / "out", "demo", {}, {}):
-        with pytest.raises(InputError, match="another process"):
-            with StageWriter(tmp_path / "out", "demo", {}, {}):
-                pass
+    with (StageWriter(tmp_path / "out", "demo", {}, {}), pytest.raises(InputError, match="another process"),
+          StageWriter(tmp_path / "out", "demo", {}, {})):
+        pass
 
 
 def test_schema_is_applied_to_every_chunk(tmp_path):
@@ -128,10 +127,9 @@ def test_failed_atomic_write_leaves_old_file(tmp_path):
 
     from imaginarium.atomic import atomic_path
 
-    with pytest.raises(Boom):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise Boom
+    with pytest.raises(Boom), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise Boom
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
 

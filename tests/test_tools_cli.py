@@ -10,10 +10,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from paths import TOOLBENCH as STE_DESCRIPTIONS
 
 from imaginarium.schemas.toolspec import read_tools
 
-from paths import TOOLBENCH as STE_DESCRIPTIONS  # noqa: E402
 DATA = Path(__file__).parent / "data" / "importers"
 OPENAI_FILE = DATA / "openai_weather_calendar.json"
 MCP_FILE = DATA / "mcp_filesystem_tools_list.json"

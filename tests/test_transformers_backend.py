@@ -10,7 +10,7 @@ import pytest
 from imaginarium.errors import InputError
 from imaginarium.generators.backend import Completion, Constraint, GenerationRequest
 from imaginarium.generators.backends import make_backend, resolve_model
-from imaginarium.generators.defaults import GenerationDefaults
+from imaginarium.generators.options import GenerationOptions
 from imaginarium.generators.transformers_backend import TransformersBackend
 
 SCHEMA = {
@@ -66,7 +66,7 @@ def test_same_seed_same_output_whatever_the_batch(backend):
     request = GenerationRequest(messages=CHAT, constraint=Constraint.json(SCHEMA), seed=7, max_tokens=80)
     alone = backend.generate([request])[0]
     others = [GenerationRequest(prompt="filler " * k, seed=k, max_tokens=20) for k in range(1, 4)]
-    in_batch = backend.generate(others + [request])[-1]
+    in_batch = backend.generate([*others, request])[-1]
     assert alone.text == in_batch.text
     different = backend.generate([GenerationRequest(messages=CHAT, constraint=Constraint.json(SCHEMA), seed=8, max_tokens=80)])[0]
     assert different.text != alone.text
@@ -153,7 +153,7 @@ def test_make_backend_names_and_tiny_models():
 
 
 def test_defaults():
-    defaults = GenerationDefaults()
+    defaults = GenerationOptions()
     assert defaults.backend == "transformers" and defaults.model == "smollm2-135m"
     assert defaults.structured_backend == "llguidance"
 

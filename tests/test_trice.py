@@ -21,7 +21,16 @@ from imaginarium.errors import InputError
 from imaginarium.executor.builtins import TOOLS
 from imaginarium.executor.executor import Executor
 from imaginarium.filters.ranking import (
-    Executed, Gold, last_number, normalise, pairs, preference_rows, rank, score, sft_rows, task_stats,
+    Executed,
+    Gold,
+    last_number,
+    normalise,
+    pairs,
+    preference_rows,
+    rank,
+    score,
+    sft_rows,
+    task_stats,
 )
 from imaginarium.generators.backend import Backend, Completion
 from imaginarium.generators.trice import Question, Sampler, SamplerConfig, candidate_seed
@@ -92,7 +101,7 @@ def test_pairs_best_vs_each_worse_and_all_above_a_margin():
     assert names(pairs(ranked, "best", margin=0.5)) == [("gold", "a"), ("gold", "d")]
     assert names(pairs(ranked, "all", margin=0.5)) == [
         ("gold", "a"), ("gold", "d"), ("b", "a"), ("b", "d"), ("c", "a"), ("c", "d")]
-    assert names(pairs(ranked, "all", margin=0.05)) == names(pairs(ranked, "all", margin=0.5)) + [("a", "d")]
+    assert names(pairs(ranked, "all", margin=0.05)) == [*names(pairs(ranked, "all", margin=0.5)), ("a", "d")]
     # Same messages, different scores: nothing to prefer.
     twin = [cand("x", 1.0), {**cand("x", 0.5), "name": "x2"}]
     assert pairs(twin, "all") == []
@@ -239,7 +248,7 @@ def test_preference_and_sft_rows_from_ranked_candidates(ranked_rows):
 def test_task_stats(ranked_rows):
     rows, _ = ranked_rows
     unpaired = {**rows[0], "question_id": "m2", "candidates": rows[0]["candidates"][:2]}  # both 1.11
-    stats = task_stats(rows + [unpaired])
+    stats = task_stats([*rows, unpaired])
     assert stats["math"] == {
         "questions": 2, "candidates_per_question": {"mean": 3.5, "min": 2, "max": 5},
         "score_distribution": {"1.11": 4, "1.1": 1, "1": 1, "0.1": 1}, "share_with_preference_signal": 0.5}
@@ -307,14 +316,14 @@ def test_successful_ste_trials_become_questions():
 
 def test_rank_reads_a_stage_directory_of_trials(tmp_path):
     """Trials in, call questions out; with no sampled candidates only the gold runs (no model)."""
-    from imaginarium.generators.trice_cli import rank
+    from imaginarium.generators.rank import RankConfig, rank
     from imaginarium.schemas.records import arrow_schema
     from imaginarium.stage import read_rows, write_stage
 
     trials = tmp_path / "trials"
     write_stage(trials, "explore", {}, {}, [ste_trial("a", True, "real"), ste_trial("b", False, "real")],
                 schema=arrow_schema("episode_trial"))
-    manifests = rank(trials, tmp_path / "out", candidates=0, progress=False)
+    manifests = rank(trials, tmp_path / "out", RankConfig(candidates=0), progress=False)
     assert manifests["ranking"]["counts"] == {"rows": 1, "questions": 1, "trials_skipped": 1, "candidates": 1}
     (row,) = read_rows(tmp_path / "out" / "ranking")
     assert row["task"] == "call" and [t["function"]["name"] for t in row["tools"]] == ["calculator", "add_date"]
@@ -339,11 +348,11 @@ RUN_OPTIONS = dict(candidates=2, min_calls=1, max_turns=1, max_thought_chars=8, 
 
 @pytest.fixture(scope="module")
 def math_run(tiny_model, tmp_path_factory):
-    from imaginarium.generators.trice_cli import rank
+    from imaginarium.generators.rank import RankConfig, rank
 
     out = tmp_path_factory.mktemp("trice") / "run"
-    manifests = rank(DATA / "trice_math.jsonl", out, model=str(tiny_model), render_with=str(tiny_model),
-                     progress=False, **RUN_OPTIONS)
+    config = RankConfig.from_flat(dict(RUN_OPTIONS, model=str(tiny_model), render_with=str(tiny_model)))
+    manifests = rank(DATA / "trice_math.jsonl", out, config, progress=False)
     return out, manifests
 
 

@@ -26,13 +26,14 @@ pytestmark = pytest.mark.skipif(not (ENV / "bin" / "axolotl").exists(),
 
 
 def test_rank_dpo_rows_pass_axolotls_check(tiny_model, tmp_path):
-    from imaginarium.generators.trice_cli import rank
+    from imaginarium.generators.rank import RankConfig, rank
     from imaginarium.hub_cards.release import build_release
 
     out = tmp_path / "trice"
-    manifests = rank(DATA / "trice_math.jsonl", out, candidates=2, model=str(tiny_model), min_calls=1, max_turns=1,
-                     max_thought_chars=8, max_answer_chars=12, max_argument_chars=16, max_tokens=96, batch_size=10,
-                     render_with=str(tiny_model), progress=False)
+    config = RankConfig.from_flat(dict(candidates=2, model=str(tiny_model), min_calls=1, max_turns=1,
+                                       max_thought_chars=8, max_answer_chars=12, max_argument_chars=16, max_tokens=96,
+                                       batch_size=10, render_with=str(tiny_model)))
+    manifests = rank(DATA / "trice_math.jsonl", out, config, progress=False)
     pairs = manifests["preference_text"]["counts"]["rows"]
     release = tmp_path / "release"
     build_release([out / "sft", out / "preference_text"], release, name="trice-test", version="1.0.0",

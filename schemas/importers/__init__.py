@@ -16,18 +16,22 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any, Literal, get_args
 
 import yaml
+from pydantic import Field
 
 from imaginarium.errors import InputError
+from imaginarium.options import Options
 from imaginarium.schemas.importers.base import Skipped, bare_message, where
 from imaginarium.schemas.toolspec import ToolSpec, write_tools
 
 # Auto-detection tries these in order: the most specific shapes first.
-FORMATS = ("openapi", "mcp", "openai", "toolbench", "python")
+FormatName = Literal["openapi", "mcp", "openai", "toolbench", "python"]
+FORMATS: tuple[str, ...] = get_args(FormatName)
 
 
 def read_document(path: str | Path) -> Any:
@@ -136,14 +140,40 @@ def import_files(
     return tools, skipped or []
 
 
-def import_tools(
-    sources: Iterable[str | Path], output: str | Path, format: str = "auto", skip_invalid: bool = False
-) -> tuple[list[ToolSpec], list[Skipped]]:
-    """Import `sources` into the tools file `output` (written atomically, only when all is well
-    or `skip_invalid` is set); returns the tools written and the skipped ones."""
-    tools, skipped = import_files(sources, format, skip_invalid)
+class ImportConfig(Options):
+    """How `tools import` reads its sources."""
+
+    format: Literal["auto"] | FormatName = Field(
+        "auto", description="Input format; auto picks the first that fits, trying " + ", ".join(FORMATS) + ".")
+    skip_invalid: bool = Field(False, description="Skip broken files and tools (each reported) instead of failing.")
+
+
+def import_tools(sources: Iterable[str | Path], out: str | Path, config: ImportConfig | None = None
+                 ) -> tuple[list[ToolSpec], list[Skipped]]:
+    """Import tool descriptions from `sources` into the tools file `out`.
+
+    Args:
+        sources: JSON or YAML files (OpenAI functions, OpenAPI 3, ToolBench/RapidAPI, MCP
+            tools/list, Python tool listings).
+        out: the tools.jsonl to write, atomically, only when every tool is well (or
+            `skip_invalid` is set).
+        config: the format and whether to skip broken tools (default: auto, strict).
+
+    Returns:
+        The tools written and the skipped ones as (where, why).
+
+    Raises:
+        InputError: a missing, unreadable or malformed source (naming the file and pointer), or
+            nothing to write.
+
+    Example:
+        >>> from imaginarium import import_tools
+        >>> tools, skipped = import_tools(["openapi.yaml"], "tools.jsonl")
+    """
+    config = config or ImportConfig()
+    tools, skipped = import_files(sources, config.format, config.skip_invalid)
     if not tools:
         reason = f" ({len(skipped)} skipped; the first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-        raise InputError(f"no tools to write{reason}", where=str(output))
-    write_tools(output, tools)
+        raise InputError(f"no tools to write{reason}", where=str(out))
+    write_tools(out, tools)
     return tools, skipped

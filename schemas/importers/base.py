@@ -8,7 +8,8 @@ the first broken tool or, given an `errors` list, records it and goes on (`--ski
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 

@@ -32,7 +32,9 @@ def detect(document: Any) -> bool:
 def load(document: Any, file: str, errors: list[Skipped] | None = None) -> list[ToolSpec]:
     if not detect(document):
         raise InputError("not an MCP tools/list result", where=file)
-    pointer, tools = _tools(document)
+    found = _tools(document)
+    assert found is not None  # detect() said it is ours
+    pointer, tools = found
     entries = ((join(pointer, i), tool) for i, tool in enumerate(tools))
     return load_each(entries, lambda tool, ptr: _tool(tool, ptr, file), file, errors)
 

@@ -11,7 +11,8 @@ A function without `parameters` (or with `{}`) takes no arguments: the empty obj
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from imaginarium.errors import InputError
 from imaginarium.schemas.importers.base import Skipped, load_each, make_tool, require_name, require_object, where
@@ -33,7 +34,7 @@ def detect(document: Any) -> bool:
 def load(document: Any, file: str, errors: list[Skipped] | None = None) -> list[ToolSpec]:
     if not detect(document):
         raise InputError("not an OpenAI tool list", where=file)
-    return load_each(_functions(_items(document)), lambda fn, ptr: _tool(fn, ptr, file), file, errors)
+    return load_each(_functions(_items(document) or []), lambda fn, ptr: _tool(fn, ptr, file), file, errors)
 
 
 def _items(document: Any) -> list[tuple[str, Any]] | None:

@@ -21,7 +21,8 @@ Webhooks and callbacks are requests the API sends, not tools, and are not import
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -269,7 +270,7 @@ class _Importer:
             if key in _SCHEMA_MAPS and isinstance(value, dict):
                 out[key] = {name: self.schema(sub, jsonpointer.join(here, name), direction, stack)
                             for name, sub in value.items()}
-            elif key in _SCHEMA_LISTS and isinstance(value, list) or key == "items" and isinstance(value, list):
+            elif (key in _SCHEMA_LISTS and isinstance(value, list)) or (key == "items" and isinstance(value, list)):
                 converted = [self.schema(sub, jsonpointer.join(here, i), direction, stack) for i, sub in enumerate(value)]
                 out["prefixItems" if key == "items" else key] = converted
             elif key in _SCHEMA_ONE:
@@ -341,9 +342,8 @@ def _description(operation: dict) -> str:
 def _convert_exclusive_bounds(schema: dict) -> None:
     """OpenAPI 3.0 `exclusiveMinimum: true` + `minimum: m` -> 2020-12 `exclusiveMinimum: m`."""
     for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-        if isinstance(schema.get(exclusive), bool):
-            if schema.pop(exclusive) and bound in schema:
-                schema[exclusive] = schema.pop(bound)
+        if isinstance(schema.get(exclusive), bool) and schema.pop(exclusive) and bound in schema:
+            schema[exclusive] = schema.pop(bound)
 
 
 def _drop_hidden_properties(schema: dict, flag: str) -> None:

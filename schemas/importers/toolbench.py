@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from imaginarium.errors import InputError
 from imaginarium.schemas.importers.base import Skipped, load_each, make_tool, require_name, require_object, where

@@ -1,0 +1,102 @@
+"""How a stage executes tool calls: the response cache, its mode, credentials, limits.
+
+Every command that executes (explore, rank, tools call) takes these options with the same flags,
+help and checks. `open_executor` is the one place that opens the cache, builds the live
+executors and, in simulate mode, the simulator, and closes what it opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from imaginarium.executor.observation import DEFAULT_MAX_CHARS
+from imaginarium.options import Options
+
+if TYPE_CHECKING:
+    from imaginarium.executor.executor import Executor
+    from imaginarium.generators.backend import Backend
+
+CacheMode = Literal["replay", "record", "simulate"]
+
+
+class ExecutionOptions(Options):
+    """Where responses come from (cache, live, simulated) and how live calls are made."""
+
+    cache: Path | None = Field(None, description="Response cache (SQLite; created if absent).")
+    cache_mode: CacheMode = Field("replay", description=(
+        "replay: the cache only (a miss is an error observation); record: live calls fill the cache; "
+        "simulate: the model writes the misses (stored as simulated)."))
+    api_key: list[str] = Field(default_factory=list, json_schema_extra={"multiple": True, "fingerprint": False,
+                                                                        "metavar": "[GLOB@]header:NAME=ENV"},
+                               description="Send the key held in environment variable ENV as header (or query:) NAME "
+                                           "to the tools matching GLOB. Repeatable.")
+    server_url: str | None = Field(None, pattern=r"^https?://\S+$", json_schema_extra={"fingerprint": False},
+                                   description="Send HTTP tools' requests to this server instead of their own (a local "
+                                               "mock, a proxy).")
+    timeout: float = Field(10.0, gt=0, le=3600, json_schema_extra={"fingerprint": False},
+                           description="Seconds per live call.")
+    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=16, le=10_000_000,
+                           description="Longest observation the model sees; longer is cut with a visible marker.")
+    cache_errors: bool = Field(False, description="Also cache real error responses (HTTP 4xx/5xx, tool exceptions).")
+
+    @field_validator("api_key")
+    @classmethod
+    def _parse_keys(cls, value: list[str]) -> list[str]:
+        from imaginarium.executor.http import ApiKey
+
+        for spec in value:
+            try:
+                ApiKey.parse(spec)
+            except Exception as exc:  # InputError: its text is the one-line reason
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _cache_for_storing_modes(self) -> ExecutionOptions:
+        if self.cache is None and self.cache_mode != "replay":
+            raise ValueError(f"--cache-mode {self.cache_mode} stores responses: give --cache FILE (created if absent)")
+        return self
+
+    def describe(self) -> dict[str, str | None]:
+        """What a manifest records (no credentials, no server address)."""
+        return {"cache": str(self.cache) if self.cache else None, "cache_mode": self.cache_mode}
+
+
+@contextlib.contextmanager
+def open_executor(tools: Iterable, options: ExecutionOptions, *, simulator_backend: Callable[[], Backend] | None = None
+                  ) -> Iterator[Executor]:
+    """An Executor for `tools` as `options` say; the cache is closed on exit.
+
+    `simulator_backend` returns the backend that writes simulated responses (called only in
+    simulate mode, so a stage that never simulates never loads a model for it).
+
+    Raises:
+        InputError: simulate mode without a backend, a corrupt cache file.
+    """
+    from imaginarium.errors import InputError
+    from imaginarium.executor.cache import ResponseCache
+    from imaginarium.executor.executor import Executor
+    from imaginarium.executor.http import ApiKey, HttpExecutor
+
+    simulator = None
+    if options.cache_mode == "simulate":
+        if simulator_backend is None:
+            raise InputError("--cache-mode simulate needs a model to write the responses")
+        from imaginarium.executor.simulate import Simulator
+
+        simulator = Simulator(simulator_backend())
+    http = HttpExecutor(timeout_s=options.timeout, api_keys=tuple(ApiKey.parse(k) for k in options.api_key),
+                        server_url=options.server_url)
+    cache = ResponseCache(options.cache) if options.cache is not None else None
+    try:
+        yield Executor(list(tools), cache, options.cache_mode, http=http, simulator=simulator,
+                       max_chars=options.max_chars, cache_errors=options.cache_errors,
+                       python_timeout_s=options.timeout)
+    finally:
+        if cache is not None:
+            cache.close()
