@@ -344,7 +344,7 @@ def check_values(cls: type[Options], values: Mapping[str, Any]) -> None:
     for name, value in values.items():
         info = fields[name].info
         try:
-            TypeAdapter(Annotated[info.annotation, *info.metadata]).validate_python(value)
+            TypeAdapter(Annotated[info.annotation, *info.metadata]).validate_python(value)  # type: ignore[arg-type]
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
             message = error["msg"].replace("Input should be", "must be")
