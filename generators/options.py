@@ -47,6 +47,8 @@ class GenerationOptions(Options):
                                          "(never a command-line value: it would land in shell history).")
     structured_backend: StructuredBackend = Field(DEFAULT_STRUCTURED_BACKEND, description=(
         "transformers backend: the constraint engine (llguidance enforces the most; docs/generation.md)."))
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
+        "transformers backend: the weights' type (auto: the checkpoint's; bfloat16 halves memory on a GPU)."))
     temperature: float = Field(0.7, ge=0, le=5, description="Sampling temperature (0: greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: the smallest set of tokens with this much probability.")
     max_tokens: int = Field(512, ge=1, le=1_000_000, description="Token budget of one generated text.")
@@ -79,6 +81,7 @@ def open_backend(options: GenerationOptions, model: str | None = None) -> Backen
     extra: dict[str, object] = {}
     if options.backend == "transformers":
         extra["structured_backend"] = options.structured_backend
+        extra["dtype"] = options.dtype
     if options.backend == "openai":
         extra["base_url"] = options.base_url
         key = os.environ.get(options.api_key_env)
