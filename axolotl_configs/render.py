@@ -185,7 +185,7 @@ def dataset_entry(dataset: DatasetRef, template: str, config: str) -> dict[str, 
         if template == "dpo" and any(columns.get(c) != "string" for c in ("prompt", "chosen", "rejected")):
             raise InputError("the dpo template needs text rows (prompt, chosen, rejected as strings): Axolotl's "
                              "DPO chat_template loader drops tools; render preference rows with "
-                             "imaginarium.axolotl_configs.preference_text first", where=f"--config {config}")
+                             "imaginarium.builders.preference_text first", where=f"--config {config}")
     if template == "dpo":
         # Axolotl's DPO dataset entry has no `name`: point at the config's files instead.
         entry: dict[str, Any]

@@ -33,10 +33,10 @@ from pathlib import Path
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 from imaginarium.executor.executor import Executor
-from imaginarium.generators.backend import Backend
-from imaginarium.generators.backends import make_backend
 from imaginarium.generators.explore import ExploreConfig, explore_stage
-from imaginarium.generators.options import DEFAULT_MODEL
+from imaginarium.models.backend import Backend
+from imaginarium.models.factory import make_backend
+from imaginarium.models.options import DEFAULT_MODEL
 from imaginarium.schemas.importers import import_file
 
 ROOT = Path(__file__).resolve().parents[1]

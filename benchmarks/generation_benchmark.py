@@ -34,7 +34,7 @@ from typing import Any
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 from imaginarium.atomic import atomic_write_text
-from imaginarium.generators.backend import Constraint, GenerationRequest
+from imaginarium.models.backend import Constraint, GenerationRequest
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 TOOLBENCH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ste" / "tool_metadata" / "API_descriptions.json"
@@ -84,7 +84,7 @@ def requests_for(count: int, constraint: Constraint | None, offset: int = 0) -> 
 
 def batch_scaling(model_dir: str) -> dict[str, Any]:
     """Unconstrained tokens/s at batch 1, 16, 64 (batch 1: 8 requests one after another)."""
-    from imaginarium.generators.transformers_backend import TransformersBackend
+    from imaginarium.models.transformers import TransformersBackend
 
     results = {}
     for batch in (1, 16, 64):
@@ -100,7 +100,7 @@ def batch_scaling(model_dir: str) -> dict[str, Any]:
 
 def constrained_overhead(model_dir: str) -> dict[str, Any]:
     """Seconds per token, constrained (every row exactly MAX_TOKENS) over unconstrained, batch 16."""
-    from imaginarium.generators.transformers_backend import TransformersBackend
+    from imaginarium.models.transformers import TransformersBackend
 
     results = {}
     for engine in ENGINES:
@@ -146,7 +146,7 @@ def toolbench_calls(model_dir: str, tools: list) -> dict[str, Any]:
     """64 ToolBench call schemas at batch 64 per engine: tokens/s and outcome counts."""
     from collections import Counter
 
-    from imaginarium.generators.transformers_backend import TransformersBackend
+    from imaginarium.models.transformers import TransformersBackend
     from imaginarium.schemas.constraints import call_schema
 
     picked = random.Random(0).sample(tools, 64)
@@ -172,7 +172,7 @@ def toolbench_calls(model_dir: str, tools: list) -> dict[str, Any]:
 
 def compile_times(model_dir: str, tools: list) -> dict[str, Any]:
     """First compile vs cached lookup of ToolBench call schemas (200 tools), per engine."""
-    from imaginarium.generators.transformers_backend import TransformersBackend
+    from imaginarium.models.transformers import TransformersBackend
     from imaginarium.schemas.constraints import call_schema
 
     constraints = [Constraint.json(call_schema(tool)) for tool in random.Random(1).sample(tools, 200)]
@@ -201,7 +201,7 @@ def compile_times(model_dir: str, tools: list) -> dict[str, Any]:
 def main() -> None:
     import torch
 
-    from imaginarium.generators.tiny_model import build_tiny_model
+    from imaginarium.models.tiny import build_tiny_model
     from imaginarium.schemas.importers import import_file
 
     torch.set_num_threads(1)

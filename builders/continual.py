@@ -33,13 +33,13 @@ from pydantic import Field
 
 from imaginarium.builders.chat import message
 from imaginarium.builders.checks import check_record_rows
-from imaginarium.builders.sft import carried_extra
+from imaginarium.card_facts import CardFacts
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import content_hash
 from imaginarium.options import Options
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.toolspec import read_tools, safe_name
-from imaginarium.stage import StageWriter, carried_reports, read_table
+from imaginarium.stage import StageWriter, read_table
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +201,11 @@ def build_continual(rows: str | os.PathLike, out: str | os.PathLike, config: Con
               "per_api": dict(sorted(Counter(row["api"] for row in chosen).items()))}
     if outside:
         log.warning("%d rows of %d APIs in no batch were left out", sum(outside.values()), len(outside))
-    extra = carried_extra(rows)
-    extra["release_config"] = settings["release_config"]
+    facts = CardFacts.read(rows).carried()
+    extra = {**facts.extra(), "release_config": settings["release_config"]}
     with writer:
         writer.append(chosen)
-        return writer.finish(counts=counts, extra=extra, files=carried_reports(rows))
+        return writer.finish(counts=counts, extra=extra, files=facts.files())
 
 
 def _is_batch(batch: Any) -> bool:

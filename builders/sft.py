@@ -20,16 +20,17 @@ from imaginarium.builders.chat import DEFAULT_SYSTEM, chat_messages
 from imaginarium.builders.neighbours import ToolMenu
 from imaginarium.builders.react import REACT_SCHEMA, react_examples
 from imaginarium.builders.trials import check_trials, count_sources, example_turns, row_source
+from imaginarium.card_facts import CardFacts
 from imaginarium.errors import InputError
 from imaginarium.options import Options
 from imaginarium.schemas.records import arrow_schema
+from imaginarium.schemas.rows import SftRow, TrialRecord
 from imaginarium.schemas.toolspec import read_tools
-from imaginarium.stage import StageWriter, carried_reports, read_manifest, read_table
+from imaginarium.stage import StageWriter, read_table
 
 log = logging.getLogger(__name__)
 
 # Keys of the input manifest's `extra` that describe the rows' history and travel with them.
-CARRIED_EXTRA = ("funnel", "judge_model", "models")
 
 
 class SftConfig(Options):
@@ -88,11 +89,12 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
         return writer.manifest or {}
     where = str(trials)
     table = read_table(trials)
-    records = table.to_pylist()
-    check_trials(table.schema, records, where)
+    stored = table.to_pylist()
+    check_trials(table.schema, stored, where)
+    records = [TrialRecord.from_row(row) for row in stored]
     menu = ToolMenu(read_tools(tools), max_tools=config.max_tools, model=config.embedding_model, seed=seed,
                     progress=progress)
-    menu.prepare(trial["api"] for trial in records)
+    menu.prepare(trial.api for trial in records)
 
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
@@ -103,27 +105,29 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
         if reason:
             skipped[reason] += 1
             continue
-        key = f"{trial['trial_id']}/{trial['query']}"
+        key = f"{trial.trial_id}/{trial.query}"
         try:
-            shown = menu.shown(trial["api"], [turn.name for turn in turns], key)
+            shown = menu.shown(trial.api, [turn.name for turn in turns], key)
         except InputError as exc:
             raise InputError(f"row {index}: {exc}", where=where) from None
         count_sources(turns, sources)
         called.update(turn.name for turn in turns)
-        meta = {"api": trial["api"], "origin_trial": trial["trial_id"], "paraphrase_of": trial.get("paraphrase_of"),
-                "source": row_source(trial), "scores": trial.get("scores")}
+        meta = {"api": trial.api, "origin_trial": trial.trial_id, "paraphrase_of": trial.paraphrase_of,
+                "source": row_source(trial), "scores": trial.scores}
         if format == "chat":
-            messages = chat_messages(trial["query"], turns, trial["final_answer"], system=system or None, key=key,
+            messages = chat_messages(trial.query, turns, trial.final_answer, system=system or None, key=key,
                                      with_tool_response=with_tool_response)
-            rows.append({"messages": messages, "tools": shown, **meta})
+            rows.append(SftRow(messages=messages, tools=shown, **meta).to_row())
         else:
-            examples = react_examples(trial["query"], turns, trial["final_answer"], shown,
+            examples = react_examples(trial.query, turns, trial.final_answer, shown,
                                       with_tool_response=with_tool_response, tool_token=tool_token)
             for turn, prompt, completion in examples:
                 rows.append({"prompt": prompt, "completion": completion, "turn": turn, **meta})
 
-    extra = carried_extra(trials)
-    extra.update(release_config=settings["release_config"], response_sources=dict(sorted(sources.items())))
+    facts = CardFacts.read(trials).carried()
+    facts.response_sources = sources
+    extra = {**facts.extra(), "release_config": settings["release_config"],
+             "response_sources": dict(sorted(sources.items()))}
     if format == "react" and tool_token:
         extra["tool_tokens"] = sorted(f"<tool_{name}>" for name in called)
     per_api = Counter(row["api"] for row in rows)
@@ -131,15 +135,9 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
               "per_api": dict(sorted(per_api.items()))}
     with writer:
         writer.append(rows)
-        manifest = writer.finish(counts=counts, extra=extra, files=carried_reports(trials))
+        manifest = writer.finish(counts=counts, extra=extra, files=facts.files())
     log.info("%s: %d rows from %d trials (skipped: %s)", out, len(rows), len(records), dict(skipped) or "none")
     return manifest
-
-
-def carried_extra(stage_dir) -> dict[str, Any]:
-    """The input manifest's `extra` keys that describe the rows' history (CARRIED_EXTRA)."""
-    extra = (read_manifest(stage_dir) or {}).get("extra") or {}
-    return {key: extra[key] for key in CARRIED_EXTRA if key in extra}
 
 
 def _track(items: list, progress: bool):

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from imaginarium.builders.checks import check_record_rows
 from imaginarium.errors import InputError
+from imaginarium.schemas.rows import TrialRecord
 
 CALL_POLICIES = ("ok", "all")
 ACTIONS = ("call", "final_answer", "invalid")
@@ -72,22 +73,20 @@ def check_trials(schema: pa.Schema, rows: list[dict[str, Any]], where: str) -> N
                     raise InputError(f"row {index}, field steps/{number}/{field}: not a JSON object", where=where)
 
 
-def call_turns(trial: dict[str, Any], policy: str = "ok", simulated_ok: bool = True) -> list[Turn]:
+def call_turns(trial: TrialRecord, policy: str = "ok", simulated_ok: bool = True) -> list[Turn]:
     """The calls of a trial that the example shows, in order, under `policy` (see above)."""
     if policy not in CALL_POLICIES:
         raise ValueError(f"unknown call policy {policy!r}; known: {', '.join(CALL_POLICIES)}")
     turns = []
-    for step in trial["steps"]:
-        if step["action"] != "call":
-            continue
-        if step["observation"] is None:
-            turn = Turn(step["call"]["name"], step["call"]["arguments"], NO_FEEDBACK, False, None)
+    for step in trial.calls:
+        assert step.call is not None
+        observation = step.observation
+        if observation is None:
+            turn = Turn(step.call.name, step.call.arguments, NO_FEEDBACK, False, None)
         else:
-            observation = json.loads(step["observation"])
-            simulated = observation.get("source") == "simulated"
-            failed = observation.get("status") != "ok" or (simulated and not simulated_ok)
-            turn = Turn(step["call"]["name"], step["call"]["arguments"], str(observation.get("content", "")),
-                        failed, observation.get("source"))
+            simulated = observation.source == "simulated"
+            failed = not observation.ok or (simulated and not simulated_ok)
+            turn = Turn(step.call.name, step.call.arguments, str(observation.content), failed, observation.source)
         if turn.failed and policy == "ok":
             continue
         turns.append(turn)
@@ -102,7 +101,7 @@ def first_turn(turns: list[Turn]) -> list[Turn]:
     return []
 
 
-def example_turns(trial: dict[str, Any], policy: str, with_tool_response: bool,
+def example_turns(trial: TrialRecord, policy: str, with_tool_response: bool,
                   simulated_ok: bool = True) -> tuple[list[Turn], str | None]:
     """The turns one example of `trial` shows, or ([], reason) when the trial cannot make one."""
     turns = call_turns(trial, policy, simulated_ok)
@@ -110,14 +109,14 @@ def example_turns(trial: dict[str, Any], policy: str, with_tool_response: bool,
         return [], "no successful call"
     if not with_tool_response:
         return first_turn(turns), None
-    if trial["final_answer"] is None:
+    if trial.final_answer is None:
         return [], "no final answer"
     return turns, None
 
 
-def row_source(trial: dict[str, Any]) -> str:
+def row_source(trial: TrialRecord) -> str:
     """What made the row: `paraphrase` for a paraphrased query, `ste` for an explored one."""
-    return "paraphrase" if trial.get("paraphrase_of") is not None else "ste"
+    return "paraphrase" if trial.paraphrase_of is not None else "ste"
 
 
 def count_sources(turns: Iterable[Turn], counts: dict[str, int]) -> None:

@@ -34,12 +34,13 @@ from imaginarium.evaluation.items import (
     ste_revised_gold,
     ste_string_match_apis,
 )
-from imaginarium.evaluation.match import JudgeCase, MatchResult, ast_match, judge_matches, string_match
+from imaginarium.evaluation.match import JudgeCase, judge_matches
 from imaginarium.evaluation.metrics import compute_metrics
 from imaginarium.evaluation.parse import ParsedCall, ground_name, parse_output
-from imaginarium.generators.backend import Backend
-from imaginarium.generators.options import GenerationOptions, open_backend
+from imaginarium.models.backend import Backend
+from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options
+from imaginarium.schemas.matching import MatchResult, ast_match, string_match
 
 
 def tool_schemas(tools_path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:

@@ -32,8 +32,8 @@ from pydantic import Field
 
 from imaginarium.atomic import atomic_write_text
 from imaginarium.errors import InputError
-from imaginarium.generators.backend import Backend
-from imaginarium.generators.options import GenerationOptions, open_backend
+from imaginarium.models.backend import Backend
+from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -177,7 +177,7 @@ def predict(test: str | Path, out: str | Path, config: PredictConfig | None = No
     demos, demo_pool, neighbours, tools = config.demos, config.demo_pool, config.neighbours, config.tools
     limit, max_args, embedder = config.limit, config.max_args, config.embedder
     max_tokens, seed = config.generation.max_tokens, config.generation.seed
-    from imaginarium.generators.backend import Constraint, GenerationRequest
+    from imaginarium.models.backend import Constraint, GenerationRequest
 
     items = load_test_items(test)[: limit if limit else None]
     if demos and not demo_pool:

@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from imaginarium.executor.python_tools import python_tool
+from imaginarium.schemas.importers.python import python_tool
 from imaginarium.schemas.toolspec import ToolSpec
 
 DEFAULT_TODAY = "2025-01-15"

@@ -17,7 +17,7 @@ from imaginarium.executor.cache import ResponseCache, export_cache, import_cache
 from imaginarium.executor.executor import MODES
 from imaginarium.executor.observation import Observation
 from imaginarium.executor.options import ExecutionOptions
-from imaginarium.generators.options import GenerationOptions
+from imaginarium.models.options import GenerationOptions
 from imaginarium.options import PATH, Options, cli_options, out_option, parse_cli
 from imaginarium.schemas.toolspec import read_tools
 
@@ -36,7 +36,7 @@ def call_tool(tools_file: str | Path, name: str, arguments: str, config: CallCon
         InputError: a missing or broken tools file, a corrupt cache.
     """
     from imaginarium.executor.options import open_executor
-    from imaginarium.generators.options import open_backend
+    from imaginarium.models.options import open_backend
 
     config = config or CallConfig()
     tools = read_tools(tools_file)

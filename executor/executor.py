@@ -40,8 +40,8 @@ from imaginarium.executor.observation import (
     render,
     text_of,
 )
-from imaginarium.executor.python_tools import PYTHON_FORMAT, resolve
 from imaginarium.jsonutil import canonical_json, content_hash
+from imaginarium.schemas.importers.python import PYTHON_FORMAT, resolve
 from imaginarium.schemas.toolspec import ToolSpec
 
 Mode = Literal["replay", "record", "simulate"]

@@ -24,11 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-Status = Literal["ok", "error"]
-Source = Literal["real", "cached", "simulated"]
+from imaginarium.schemas.rows import Observation, Source, Status
 
 DEFAULT_MAX_CHARS = 4096
 
@@ -58,31 +57,6 @@ class Response:
     error_kind: str | None = None
     content_type: str | None = None
     total_chars: int | None = None
-
-
-@dataclass
-class Observation:
-    """The result of one call, as the model sees it.
-
-    `source` is `real` (a live executor ran now), `cached` (a real response replayed from the
-    cache) or `simulated` (written by an LLM, now or earlier); None when nothing ran (the
-    arguments were invalid, the tool is unknown, or replay found no cached response).
-    """
-
-    content: str
-    status: Status
-    source: Source | None
-    latency_ms: float = 0.0
-    error_kind: str | None = None
-    truncated: bool = False
-    untrusted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def error_observation(message: str, error_kind: str, latency_ms: float = 0.0) -> Observation:

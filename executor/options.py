@@ -19,7 +19,7 @@ from imaginarium.options import Options
 
 if TYPE_CHECKING:
     from imaginarium.executor.executor import Executor
-    from imaginarium.generators.backend import Backend
+    from imaginarium.models.backend import Backend
 
 CacheMode = Literal["replay", "record", "simulate"]
 

@@ -6,7 +6,7 @@ same tool (so it keeps their shape and style), constrained to the tool's `return
 it is known (then it is valid JSON of that shape by construction), and stored with
 source=simulated so it can never pass for a real one.
 
-The LLM is any `Backend` (generators/backend.py); all misses of a batch are one `generate` call.
+The LLM is any `Backend` (models/backend.py); all misses of a batch are one `generate` call.
 Each request's seed is derived from the run seed and the call, so a re-run simulates the same.
 """
 
@@ -20,10 +20,9 @@ import jinja2
 
 from imaginarium.executor.cache import CacheEntry
 from imaginarium.executor.observation import Response
-from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
-from imaginarium.generators.prompts import tool_doc
 from imaginarium.jsonutil import canonical_json, content_hash
-from imaginarium.schemas.toolspec import ToolSpec
+from imaginarium.models.backend import Backend, Constraint, GenerationRequest
+from imaginarium.schemas.toolspec import ToolSpec, tool_doc
 
 _TEMPLATE = Path(__file__).parent / "templates" / "simulate.j2"
 _USER_MARK = "=== user ==="

@@ -1,13 +1,11 @@
 """The filter stage: keep the trials worth training on, and say why each other one went.
 
-Steps, in order (each one sees only what the previous kept):
-1. `final_answer`: the trial finished with a final answer;
-2. `executed`: at least one call executed without error (whether a simulated response counts
-   is a setting: `simulated_ok`);
-3. `judge`: an LLM judge says yes on the required aspects (informative, faithful, appropriate;
-   by default all three);
-4. `dedupe`: exact and semantic duplicates of another kept query of the same API are dropped
-   (the kept row of a cluster: a successful trial first, then the earliest trial id).
+Steps, in order (each one sees only what the previous kept): the checks of filters/checks/
+(`final_answer`: the trial finished with a final answer; `executed`: at least one call executed
+without error, where whether a simulated response counts is the `simulated_ok` setting; `judge`:
+an LLM judge says yes on the required aspects, by default all three), then `dedupe`: exact and
+semantic duplicates of another kept query of the same API are dropped (the kept row of a
+cluster: a successful trial first, then the earliest trial id).
 
 Every dropped row keeps its reason (in `dropped.parquet` beside the data); the funnel (rows in
 and out per step, overall and per API) is written as `funnel.json` and printed.
@@ -29,16 +27,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
+from imaginarium.card_facts import CardFacts
+from imaginarium.filters.checks import Check, active_checks
+from imaginarium.filters.checks.judge import JudgeCheck
 from imaginarium.filters.dedupe import DEFAULT_THRESHOLD, DedupeOptions
-from imaginarium.filters.judge import Judge
-from imaginarium.generators.backend import Backend
-from imaginarium.generators.options import GenerationOptions, open_backend
+from imaginarium.models.backend import Backend
+from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options, comma_list
 from imaginarium.progress import batches
 from imaginarium.schemas.records import arrow_schema
-from imaginarium.stage import StageWriter, carried_reports
+from imaginarium.schemas.rows import TrialRecord
+from imaginarium.stage import StageWriter
 
-STEPS = ("final_answer", "executed", "judge", "dedupe")
 _DROPPED_SCHEMA = pa.schema([("trial_id", pa.string()), ("api", pa.string()), ("step", pa.string()),
                              ("reason", pa.string())])
 
@@ -69,33 +69,6 @@ class FilterConfig(Options):
                                    description="Folder overriding the judge's prompt templates (judge/system.j2, episode.j2).")
 
     _lists = field_validator("require", mode="before")(comma_list)
-
-
-def execution_problem(trial: dict[str, Any], simulated_ok: bool) -> str | None:
-    """Why a trial fails the `executed` check, or None when one of its calls ran without error."""
-    calls = [s for s in trial["steps"] if s["action"] == "call"]
-    if not calls:
-        return "made no tool call"
-    observations = [json.loads(s["observation"]) for s in calls if s["observation"]]
-    if not observations:
-        return "no call was executed (observations withheld)"
-    good = [o for o in observations if o["status"] == "ok"]
-    if not good:
-        kinds = Counter(o.get("error_kind") or "error" for o in observations)
-        return "every call failed (" + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) + ")"
-    if not simulated_ok and all(o["source"] == "simulated" for o in good):
-        return "only simulated responses succeeded"
-    return None
-
-
-def judge_problem(verdict: dict[str, Any] | None, require: Sequence[str]) -> str | None:
-    """Why the judge's verdict fails, or None when every required aspect is yes."""
-    if verdict is None:
-        return "the judge gave no valid verdict"
-    failed = [a for a in require if verdict[a]["verdict"] != "yes"]
-    if not failed:
-        return None
-    return "; ".join(f"not {a}: {verdict[a]['reason']}" for a in failed)
 
 
 def filter_stage(trials: str | Path, out: str | Path, config: FilterConfig | None = None, *,
@@ -130,73 +103,77 @@ def filter_stage(trials: str | Path, out: str | Path, config: FilterConfig | Non
     writer = StageWriter(Path(out), "filter", stage_config, inputs, schema=arrow_schema("episode_trial"))
     if writer.done:
         return writer.manifest or {}
-    rows = read_rows(trials)
+    records = [TrialRecord.from_row(row) for row in read_rows(trials)]
     with writer:
-        judge = None
-        if config.judge:
-            engine = backend or open_backend(config.generation)
-            judge = Judge(engine, seed=config.generation.seed, max_tokens=config.generation.max_tokens,
-                          templates=str(config.templates) if config.templates else None)
-        return filter_trials(writer, rows, config, judge, config.dedupe.step(DEFAULT_THRESHOLD), progress)
+        checks = active_checks(config, lambda: backend or open_backend(config.generation))
+        return filter_trials(writer, records, checks, config.dedupe.step(DEFAULT_THRESHOLD),
+                             batch_size=config.batch_size, progress=progress)
 
 
-def filter_trials(writer: StageWriter, trials: list[dict[str, Any]], config: FilterConfig,
-                  judge: Judge | None, dedupe: Callable | None, progress: bool = False) -> dict[str, Any]:
-    """Run the filter steps into `writer` (resuming its finished batches); returns the manifest.
+def filter_trials(writer: StageWriter, trials: list[TrialRecord], checks: Sequence[Check],
+                  dedupe: Callable | None, *, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+    """Run `checks` then `dedupe` into `writer` (resuming its finished batches); returns the manifest.
 
     `dedupe(rows) -> (kept_rows, [(dropped_row, reason), ...])` runs last, over every survivor.
     """
     done = writer.finished_units()
-    pending = [t for t in trials if t["trial_id"] not in done]
-    for batch in batches(pending, config.batch_size, "judging" if judge else "checking", progress):
-        writer.append(_checked(batch, config, judge), units=[t["trial_id"] for t in batch])
+    pending = [t for t in trials if t.trial_id not in done]
+    label = "judging" if any(check.name == "judge" for check in checks) else "checking"
+    for batch in batches(pending, batch_size, label, progress):
+        writer.append(_checked(batch, checks), units=[t.trial_id for t in batch])
 
     rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["episode"], r["slot"], r["trial_id"]))
     verdicts = [json.loads(r["scores"]) for r in rows]
     dropped = [(r, v["dropped"]) for r, v in zip(rows, verdicts) if "dropped" in v]
     survivors = [r for r, v in zip(rows, verdicts) if "dropped" not in v]
-    if dedupe is not None and survivors:
-        survivors, duplicates = dedupe(survivors)
-        dropped += [(r, {"step": "dedupe", "reason": reason}) for r, reason in duplicates]
-    funnel = _funnel(trials, dropped, config)
+    steps = [check.name for check in checks]
+    if dedupe is not None:
+        steps.append("dedupe")
+        if survivors:
+            survivors, duplicates = dedupe(survivors)
+            dropped += [(r, {"step": "dedupe", "reason": reason}) for r, reason in duplicates]
+    funnel = _funnel(trials, dropped, steps)
     kept = pa.Table.from_pylist(survivors, schema=arrow_schema("episode_trial"))
     dropped_table = pa.Table.from_pylist(
         [{"trial_id": r["trial_id"], "api": r["api"], "step": d["step"], "reason": d["reason"]} for r, d in dropped],
         schema=_DROPPED_SCHEMA)
-    observations = [json.loads(s["observation"]) for r in survivors for s in r["steps"]
-                    if s["action"] == "call" and s["observation"]]
-    sources = Counter(o["source"] for o in observations if o["source"])
-    extra: dict[str, Any] = {"funnel": funnel, "response_sources": dict(sorted(sources.items()))}
+    kept_ids = {r["trial_id"] for r in survivors}
+    sources: Counter[str] = Counter(o.source for t in trials if t.trial_id in kept_ids for o in t.observations if o.source)
+    facts = CardFacts.read(writer.inputs.get("trials")).carried()
+    facts.funnel, facts.response_sources = funnel, dict(sources)
+    judge = next((check for check in checks if isinstance(check, JudgeCheck)), None)
     if judge is not None:
-        extra["judge_model"] = judge.backend.model
+        facts.judge_model = judge.judge.backend.model
+    extra: dict[str, Any] = {**facts.extra(), "response_sources": dict(sorted(sources.items()))}
     return writer.finish(
         transform=lambda _: kept,
-        files={**carried_reports(writer.inputs.get("trials")), "funnel.json": json.dumps(funnel, indent=2) + "\n",
-               "dropped.parquet": _parquet_bytes(dropped_table)},
+        files={**facts.files(), "dropped.parquet": _parquet_bytes(dropped_table)},
         counts={"kept": len(survivors), "dropped": len(dropped),
                 "per_api": {api: v["kept"] for api, v in funnel["per_api"].items()}},
         extra=extra,
     )
 
 
-def _checked(batch: Sequence[dict[str, Any]], config: FilterConfig, judge: Judge | None) -> list[dict[str, Any]]:
-    """The trials with their verdicts in `scores`, the first failed step under `dropped`."""
-    scores: list[dict[str, Any]] = []
-    for trial in batch:
-        if trial["final_answer"] is None:
-            scores.append({"dropped": {"step": "final_answer", "reason": "no final answer"}})
-        elif (problem := execution_problem(trial, config.simulated_ok)) is not None:
-            scores.append({"dropped": {"step": "executed", "reason": problem}})
-        else:
-            scores.append({})
-    if judge is not None:
-        to_judge = [i for i, s in enumerate(scores) if not s]
-        verdicts = judge.judge([batch[i] for i in to_judge]) if to_judge else []
-        for i, verdict in zip(to_judge, verdicts):
-            scores[i]["judge"] = verdict
-            if (problem := judge_problem(verdict, config.require)) is not None:
-                scores[i]["dropped"] = {"step": "judge", "reason": problem}
-    return [dict(t, scores=json.dumps(s, ensure_ascii=False)) for t, s in zip(batch, scores)]
+def _checked(batch: Sequence[TrialRecord], checks: Sequence[Check]) -> list[dict[str, Any]]:
+    """The trials as rows with the checks' records in `scores`, the first failed check under `dropped`."""
+    scores: list[dict[str, Any]] = [{} for _ in batch]
+    pending = list(range(len(batch)))
+    for check in checks:
+        outcomes = check.check([batch[i] for i in pending]) if pending else []
+        still = []
+        for i, outcome in zip(pending, outcomes):
+            if outcome.record is not None:
+                scores[i][check.name] = outcome.record
+            if outcome.kept:
+                still.append(i)
+            else:
+                scores[i]["dropped"] = {"step": check.name, "reason": outcome.reason}
+        pending = still
+    rows = []
+    for trial, score in zip(batch, scores):
+        trial.scores = json.dumps(score, ensure_ascii=False)
+        rows.append(trial.to_row())
+    return rows
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -205,20 +182,19 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _funnel(trials, dropped, config: FilterConfig) -> dict[str, Any]:
+def _funnel(trials: Sequence[TrialRecord], dropped, active: Sequence[str]) -> dict[str, Any]:
     by_step: dict[str, Counter] = defaultdict(Counter)
     per_api_drops: dict[str, Counter] = defaultdict(Counter)
     for row, drop in dropped:
         by_step[drop["step"]][_reason_class(drop["reason"])] += 1
         per_api_drops[row["api"]][drop["step"]] += 1
-    active = [s for s in STEPS if (s != "judge" or config.judge) and (s != "dedupe" or config.dedupe.dedupe)]
     steps, remaining = [], len(trials)
     for step in active:
         lost = sum(by_step[step].values())
         remaining -= lost
         steps.append({"name": step, "kept": remaining, "dropped": dict(by_step[step])})
     per_api = {}
-    for api, n in sorted(Counter(t["api"] for t in trials).items()):
+    for api, n in sorted(Counter(t.api for t in trials).items()):
         left, api_steps = n, {}
         for step in active:
             left -= per_api_drops[api][step]

@@ -1,1 +1,1 @@
-"""Generation: backends, prompt templates, the STE explorer, paraphraser, TRICE sampler, simulator."""
+"""Generation stages: the STE explorer (explore), its queries and quality report, and augment (paraphrases)."""

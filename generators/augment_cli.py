@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from imaginarium.generators.paraphrase import AugmentConfig
+from imaginarium.generators.augment import AugmentConfig
 from imaginarium.options import PATH, cli_options, out_option, parse_cli
 
 
@@ -25,7 +25,7 @@ def augment_command(trials: Path, out: Path, **params: Any) -> None:
     Example:
       imaginarium augment runs/filtered -o runs/augmented --target-per-api 150 --max-paraphrases 6
     """
-    from imaginarium.generators.paraphrase import augment
+    from imaginarium.generators.augment import augment
 
     counts = augment(trials, out, parse_cli(AugmentConfig, params))["counts"]
     click.echo(f"augment: {counts['seeds']} seeds + {counts['paraphrases_kept']} paraphrases kept "

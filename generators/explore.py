@@ -40,19 +40,23 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from imaginarium.card_facts import CardFacts
 from imaginarium.errors import InputError
 from imaginarium.executor.options import ExecutionOptions
 from imaginarium.filters.dedupe import normalise_query
-from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
-from imaginarium.generators.options import GenerationOptions
-from imaginarium.generators.prompts import Prompts, tool_doc
 from imaginarium.generators.quality import exploration_quality
 from imaginarium.generators.queries import query_constraint, unframed_query
+from imaginarium.models.backend import Backend, Constraint, GenerationRequest
+from imaginarium.models.options import GenerationOptions
 from imaginarium.options import Options, comma_list
+from imaginarium.prompts import Prompts
 from imaginarium.schemas.constraints import call_schema
 from imaginarium.schemas.records import arrow_schema
-from imaginarium.schemas.toolspec import ToolSpec
+from imaginarium.schemas.rows import Call, Step
+from imaginarium.schemas.toolspec import ToolSpec, tool_doc
 from imaginarium.stage import StageWriter, read_manifest
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +138,7 @@ class Trial:
     slot: int
     tools_shown: list[str]
     query: str | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     final_answer: str | None = None
     succeeded: bool | None = None
     reflection: str | None = None
@@ -148,16 +152,16 @@ class Trial:
     @property
     def calls_made(self) -> int:
         """Steps that used a turn: calls, and outputs that did not parse."""
-        return sum(1 for step in self.steps if step["action"] in ("call", "invalid"))
+        return sum(1 for step in self.steps if step.action in ("call", "invalid"))
 
     @property
     def calls_executed(self) -> int:
-        return sum(1 for step in self.steps if step["action"] == "call")
+        return sum(1 for step in self.steps if step.action == "call")
 
     def record(self, backend: Backend, seed: int) -> dict[str, Any]:
         return {
             "trial_id": self.trial_id, "api": self.api, "episode": self.episode, "slot": self.slot,
-            "query": self.query or "", "tools_shown": self.tools_shown, "steps": self.steps,
+            "query": self.query or "", "tools_shown": self.tools_shown, "steps": [step.to_row() for step in self.steps],
             "final_answer": self.final_answer, "succeeded": self.succeeded, "reflection": self.reflection,
             "model": backend.model, "backend": backend.name, "seed": seed,
         }
@@ -166,7 +170,7 @@ class Trial:
     def from_record(cls, row: dict[str, Any]) -> Trial:
         return cls(
             api=row["api"], episode=row["episode"], slot=row["slot"], tools_shown=list(row["tools_shown"]),
-            query=row["query"], steps=list(row["steps"]), final_answer=row["final_answer"],
+            query=row["query"], steps=[Step.from_row(step) for step in row["steps"]], final_answer=row["final_answer"],
             succeeded=row["succeeded"], reflection=row["reflection"], phase="done",
         )
 
@@ -192,7 +196,7 @@ class Explorer:
         self.executor = executor
         self.config = config
         self.distractors = distractors or {}  # api -> the other tools shown with it
-        self.prompts = Prompts("explore", config.templates)
+        self.prompts = Prompts(TEMPLATES, "explore", config.templates)
         self.progress = progress
         self.memory: dict[str, list[Trial]] = defaultdict(list)  # long-term memory per API
         self._schemas: dict[tuple[str, bool, bool], dict[str, Any]] = {}
@@ -213,20 +217,18 @@ class Explorer:
         """The conversation turns of a trial, rebuilt from its record (used for STM and resume)."""
         messages: list[dict[str, Any]] = [{"role": "user", "content": trial.query or ""}]
         for step in trial.steps:
-            if step["action"] == "call":
-                call = {"name": step["call"]["name"], "arguments": json.loads(step["call"]["arguments"])}
-                messages.append({"role": "assistant", "content": _step_text({"thought": step["thought"], "call": call})})
-                content = (
-                    self.prompts.render("withheld") if step["observation"] is None
-                    else json.loads(step["observation"])["content"]
-                )
+            if step.is_call:
+                assert step.call is not None
+                call = {"name": step.call.name, "arguments": step.call.args}
+                messages.append({"role": "assistant", "content": _step_text({"thought": step.thought, "call": call})})
+                content = self.prompts.render("withheld") if step.observation is None else step.observation.content
                 messages.append({"role": "tool", "name": call["name"], "content": content})
-            elif step["action"] == "final_answer":
+            elif step.action == "final_answer":
                 messages.append({"role": "assistant", "content": _step_text(
-                    {"thought": step["thought"], "final_answer": trial.final_answer})})
+                    {"thought": step.thought, "final_answer": trial.final_answer})})
             else:  # an output that did not parse: the model sees its error
-                messages.append({"role": "assistant", "content": step["thought"] or ""})
-                messages.append({"role": "user", "content": f"That was not a valid step: {step['parse_error']}"})
+                messages.append({"role": "assistant", "content": step.thought or ""})
+                messages.append({"role": "user", "content": f"That was not a valid step: {step.parse_error}"})
         if trial.reflection is not None:
             messages.append({"role": "user", "content": self.prompts.render("reflect")})
             messages.append({"role": "assistant", "content": trial.reflection})
@@ -329,8 +331,7 @@ class Explorer:
                 return None
             value = completion.value
             if "final_answer" in value:
-                trial.steps.append({"thought": value["thought"], "action": "final_answer", "call": None,
-                                    "observation": None, "parse_error": None})
+                trial.steps.append(Step(thought=value["thought"], action="final_answer"))
                 trial.final_answer = value["final_answer"]
                 if self.config.no_reflection:
                     trial.succeeded, trial.phase = True, "done"
@@ -338,9 +339,8 @@ class Explorer:
                     trial.phase = "reflect"
                 return None
             call = value["call"]
-            trial.steps.append({"thought": value["thought"], "action": "call",
-                                "call": {"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False)},
-                                "observation": None, "parse_error": None})
+            trial.steps.append(Step(thought=value["thought"], action="call",
+                                    call=Call(call["name"], json.dumps(call["arguments"], ensure_ascii=False))))
             return call
         # reflect
         trial.reflection = completion.value if completion.ok else None
@@ -418,7 +418,7 @@ class Explorer:
             return  # observations withheld: the step keeps observation=None
         observations = self.executor.execute_many([call for _, call in calls])
         for (trial, _), observation in zip(calls, observations):
-            trial.steps[-1]["observation"] = json.dumps(observation.to_dict(), ensure_ascii=False)
+            trial.steps[-1].observation = observation
 
     def _collect_finished(self, active: dict[str, list[Episode]]) -> list[Trial]:
         finished = []
@@ -506,10 +506,9 @@ def _label(trial: Trial) -> str:
     return "yes" if trial.succeeded else "no"
 
 
-def _invalid_step(completion) -> dict[str, Any]:
+def _invalid_step(completion) -> Step:
     reason = completion.error or f"generation ended with finish_reason={completion.finish_reason}"
-    return {"thought": completion.text[:500], "action": "invalid", "call": None, "observation": None,
-            "parse_error": reason}
+    return Step(thought=completion.text[:500], action="invalid", parse_error=reason)
 
 
 def _seed(base: int, trial_id: str, step: int, phase: str) -> int:
@@ -579,7 +578,7 @@ def explore_stage(out, tools_path, tools: list[ToolSpec], apis: list[str], backe
         return writer.finish(
             counts={"trials": len(rows), "succeeded": succeeded, "per_api": dict(sorted(per_api.items()))},
             extra={"run": stats, "quality": quality},
-            files={"quality.json": json.dumps(quality, indent=2) + "\n"},
+            files=CardFacts(quality=quality).files(),
             sort_by=["api", "episode", "slot"],
         )
 
@@ -618,7 +617,7 @@ def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = N
         >>> manifest = explore("tools.jsonl", "runs/explore", ExploreConfig(episodes=2, stm_slots=2))
     """
     from imaginarium.executor.options import open_executor
-    from imaginarium.generators.options import open_backend
+    from imaginarium.models.options import open_backend
     from imaginarium.schemas.toolspec import read_tools
 
     config = config or ExploreConfig()

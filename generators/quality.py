@@ -19,31 +19,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from imaginarium.filters.dedupe import DEFAULT_THRESHOLD, dedupe
+from imaginarium.schemas.rows import TrialRecord
 
 
-def exploration_quality(trials: list[dict[str, Any]], *, semantic: bool = True,
+def exploration_quality(trials: Sequence[TrialRecord | dict[str, Any]], *, semantic: bool = True,
                         embedding_model: str | None = None) -> dict[str, Any]:
-    """The quality report of `trials` (episode-trial records); see the module docstring."""
-    n = len(trials)
+    """The quality report of `trials` (episode trials, as records or stored rows); see the module docstring."""
+    records = [t if isinstance(t, TrialRecord) else TrialRecord.from_row(t) for t in trials]
+    n = len(records)
     report: dict[str, Any] = {"trials": n}
     if not n:
         return report
-    with_ok = sum(1 for trial in trials if any(_ok(step) for step in trial["steps"]))
+    with_ok = sum(1 for trial in records if any(o.ok for o in trial.observations))
     grounded = total = 0
-    for trial in trials:
-        query = _words(trial["query"] or "")
-        for step in trial["steps"]:
-            if step["action"] != "call" or not step["call"]:
-                continue
-            for value in _leaves(_arguments(step["call"]["arguments"])):
+    for trial in records:
+        query = _words(trial.query or "")
+        for step in trial.calls:
+            assert step.call is not None
+            for value in _leaves(_arguments(step.call.arguments)):
                 total += 1
                 grounded += _appears(value, query)
-    reflected = [t for t in trials if t["reflection"] is not None]
-    rows = [{"query": t["query"] or "", "api": t["api"], "trial_id": t["trial_id"]} for t in trials]
+    reflected = [t for t in records if t.reflection is not None]
+    rows = [{"query": t.query or "", "api": t.api, "trial_id": t.trial_id} for t in records]
     kept, _dropped = dedupe(rows, semantic=False)
     report.update({
         "with_ok_call": round(with_ok / n, 4),
@@ -55,7 +56,7 @@ def exploration_quality(trials: list[dict[str, Any]], *, semantic: bool = True,
     if semantic and kept:
         _, near = dedupe(kept, semantic=True, threshold=DEFAULT_THRESHOLD, model=embedding_model)
         report["near_duplicates"] = len(near)
-    report["reflection_yes"] = round(sum(t["reflection"] == "yes" for t in reflected) / len(reflected), 4) if reflected else None
+    report["reflection_yes"] = round(sum(t.reflection == "yes" for t in reflected) / len(reflected), 4) if reflected else None
     return report
 
 
@@ -76,12 +77,6 @@ def format_quality(report: dict[str, Any]) -> list[str]:
         + (f", {near} near-duplicates among them" if near is not None else "")
         + f"; reflection said yes for {share('reflection_yes')}",
     ]
-
-
-def _ok(step: dict[str, Any]) -> bool:
-    if step["action"] != "call" or not step["observation"]:
-        return False
-    return json.loads(step["observation"]).get("status") == "ok"
 
 
 def _arguments(text: str | None) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from imaginarium.generators.backend import Constraint
+from imaginarium.models.backend import Constraint
 
 MIN_QUERY_CHARS = 8
 

@@ -1,11 +1,12 @@
 """The dataset card (README.md), rendered from the release's manifests and reports, never by hand.
 
-The YAML front matter is built as data and dumped with PyYAML (so it is always valid YAML that
-the Hub and `datasets` read: `configs` with `data_files` per split, `dataset_info` features from
-the Arrow schema); the prose is a Jinja template in templates/. Sections whose facts no stage
-recorded (exploration quality, filter funnel, judge model, response sources, rows per API) are
-left out rather than
-guessed. The keys read here are listed in docs/releases.md.
+The YAML front matter is `huggingface_hub.DatasetCardData` (so it is the metadata the Hub and
+`datasets` read: `configs` with `data_files` per split, `dataset_info` features from the Arrow
+schema); the prose is a Jinja template in templates/. What the card says of how each config was
+made comes from one typed object, `CardFacts` (imaginarium/card_facts.py), read back from the
+release's copy of the stage's manifest and reports. Sections whose facts no stage recorded
+(exploration quality, filter funnel, judge model, response sources, rows per API) are left out
+rather than guessed. The keys read are listed in docs/releases.md.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from imaginarium.card_facts import REPORT_FILES, CardFacts
 from imaginarium.hub_cards.plot import write_bar_chart
 
 EXAMPLES_PER_CONFIG = 2
@@ -37,20 +39,20 @@ def render_card(release_dir: Path, release: dict[str, Any], *, repo_id: str | No
     default = next((c["name"] for c in configs if c["kind"] == "sft"), configs[0]["name"])
     tags = ["tool-use", "function-calling", "synthetic", "imaginarium"]
     tags += [t for t, kind in (("ste", "sft"), ("trice", "preference")) if kind in kinds]
-    metadata = {
-        "pretty_name": pretty_name or release["name"],
-        "license": license,
-        "language": ["en"],
-        "task_categories": ["text-generation"],
-        "tags": tags,
-        "size_categories": [next((label for bound, label in _SIZE_CATEGORIES if total < bound), "n>100M")],
-        "configs": [
+    metadata = DatasetCardData(
+        pretty_name=pretty_name or release["name"],
+        license=license,
+        language=["en"],
+        task_categories=["text-generation"],
+        tags=tags,
+        size_categories=[next((label for bound, label in _SIZE_CATEGORIES if total < bound), "n>100M")],
+        configs=[
             {"config_name": c["name"], **({"default": True} if c["name"] == default else {}),
              "data_files": [{"split": s, "path": f"data/{c['name']}/{s}-*"} for s in c["splits"]]}
             for c in configs
         ],
-        "dataset_info": [_dataset_info(release_dir, c["name"], release["configs"][c["name"]]) for c in configs],
-    }
+        dataset_info=[_dataset_info(release_dir, c["name"], release["configs"][c["name"]]) for c in configs],
+    )
     for config in configs:
         if config["apis"]:
             config["plot"] = f"assets/{config['name']}_rows_per_api.png"
@@ -59,13 +61,13 @@ def render_card(release_dir: Path, release: dict[str, Any], *, repo_id: str | No
     environment = Environment(loader=PackageLoader("imaginarium.hub_cards", "templates"), undefined=StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     body = environment.get_template("README.md.j2").render(
-        name=release["name"], pretty_name=metadata["pretty_name"], version=release["version"],
+        name=release["name"], pretty_name=metadata.pretty_name, version=release["version"],
         tag=f"v{release['version']}", repo_id=repo_id, configs=configs, total=total, kinds=kinds,
         license=license, cache_sources=cache_sources,
         cache_simulated_share=(cache_sources.get("simulated", 0) / sum(cache_sources.values())) if cache_sources else None,
     )
-    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
-    return f"---\n{front}---\n\n{body}"
+    card = DatasetCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}")
+    return str(card)
 
 
 def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -77,12 +79,12 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
     kind = "preference" if {"chosen", "rejected"} <= set(columns) else "sft" if "messages" in columns else "rows"
     if kind == "preference" and schema.field("chosen").type in (pa.string(), pa.large_string()):
         kind = "preference_text"  # rendered with a chat template: the form Axolotl's DPO can train on
-    funnel_file = release_dir / f"provenance/reports/{name}/funnel.json"
-    funnel = json.loads(funnel_file.read_text(encoding="utf-8")) if funnel_file.is_file() else extra.get("funnel")
-    quality_file = release_dir / f"provenance/reports/{name}/quality.json"
-    quality = json.loads(quality_file.read_text(encoding="utf-8")) if quality_file.is_file() else extra.get("quality")
-    sources = extra.get("response_sources") or {}
-    responses = sum(sources.values())
+    reports = {}
+    for key, file_name in REPORT_FILES.items():
+        path = release_dir / f"provenance/reports/{name}/{file_name}"
+        if path.is_file():
+            reports[key] = json.loads(path.read_text(encoding="utf-8"))
+    facts = CardFacts.from_parts(extra, reports)
     return {
         "name": name,
         "kind": kind,
@@ -90,11 +92,11 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         "rows": info["rows"],
         "splits": {split: s["rows"] for split, s in info["splits"].items()},
         "apis": info.get("apis"),
-        "funnel": funnel,
-        "quality": quality if quality and quality.get("trials") else None,
-        "judge_model": extra.get("judge_model"),
-        "response_sources": sources,
-        "simulated_share": (sources.get("simulated", 0) / responses) if responses else None,
+        "funnel": facts.funnel,
+        "quality": facts.quality if facts.quality and facts.quality.get("trials") else None,
+        "judge_model": facts.judge_model,
+        "response_sources": facts.response_sources,
+        "simulated_share": facts.simulated_share,
         "examples": _examples(first_shard),
         "plot": None,
     }

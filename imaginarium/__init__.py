@@ -28,7 +28,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # Public name -> module that defines it.
 _EXPORTS = {
     "InputError": "imaginarium.errors",
-    "GenerationOptions": "imaginarium.generators.options",
+    "GenerationOptions": "imaginarium.models.options",
     "ExecutionOptions": "imaginarium.executor.options",
     "DedupeOptions": "imaginarium.filters.dedupe",
     "import_tools": "imaginarium.schemas.importers",
@@ -37,20 +37,20 @@ _EXPORTS = {
     "ExploreConfig": "imaginarium.generators.explore",
     "filter_stage": "imaginarium.filters.filter",
     "FilterConfig": "imaginarium.filters.filter",
-    "augment": "imaginarium.generators.paraphrase",
-    "AugmentConfig": "imaginarium.generators.paraphrase",
+    "augment": "imaginarium.generators.augment",
+    "AugmentConfig": "imaginarium.generators.augment",
     "build_sft": "imaginarium.builders.sft",
     "SftConfig": "imaginarium.builders.sft",
     "build_continual": "imaginarium.builders.continual",
     "ContinualConfig": "imaginarium.builders.continual",
-    "rank": "imaginarium.generators.rank",
-    "RankConfig": "imaginarium.generators.rank",
+    "rank": "imaginarium.trice.rank",
+    "RankConfig": "imaginarium.trice.rank",
     "predict": "imaginarium.evaluation.predict",
     "PredictConfig": "imaginarium.evaluation.predict",
     "evaluate": "imaginarium.evaluation.evaluate",
     "EvalConfig": "imaginarium.evaluation.evaluate",
     "run_recipe": "imaginarium.recipes.runner",
-    "open_backend": "imaginarium.generators.options",
+    "open_backend": "imaginarium.models.options",
 }
 
 __all__ = ["__version__", *_EXPORTS]

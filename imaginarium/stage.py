@@ -102,24 +102,6 @@ def compute_fingerprint(stage: str, config: Mapping[str, Any], inputs: Mapping[s
     return content_hash({"stage": stage, "config": dict(config), "inputs": dict(inputs)})
 
 
-# Reports that describe rows' history and travel with them from stage to stage, so a release
-# built from any later stage can show them: the exploration's quality report and the filter's
-# funnel. A stage that writes one of its own replaces the carried copy.
-CARRIED_REPORTS = ("quality.json", "funnel.json")
-
-
-def carried_reports(directory: str | os.PathLike | None) -> dict[str, str]:
-    """The CARRIED_REPORTS files present in stage directory `directory`, by name."""
-    if directory is None:
-        return {}
-    found = {}
-    for name in CARRIED_REPORTS:
-        path = Path(directory) / name
-        if path.is_file():
-            found[name] = path.read_text(encoding="utf-8")
-    return found
-
-
 def data_files(directory: str | os.PathLike) -> list[Path]:
     """The parquet shards of a finished stage directory, in order."""
     return sorted((Path(directory) / DATA_DIR).glob("*.parquet"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from imaginarium.generators.options import GenerationOptions
+from imaginarium.models.options import GenerationOptions
 from imaginarium.options import PATH, check_values, cli_options
 
 

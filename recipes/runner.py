@@ -29,7 +29,7 @@ import yaml
 
 from imaginarium.atomic import atomic_write_text
 from imaginarium.errors import InputError
-from imaginarium.generators.options import GenerationOptions
+from imaginarium.models.options import GenerationOptions
 from imaginarium.options import Options
 from imaginarium.stage import read_manifest
 
@@ -67,11 +67,11 @@ KINDS = {
                          ("tools",), None, ("tools", "cache", "templates", "apis_file")),
     "filter": StageKind("imaginarium.filters.filter:filter_stage", "imaginarium.filters.filter:FilterConfig",
                         ("trials",), None, ("trials", "templates")),
-    "augment": StageKind("imaginarium.generators.paraphrase:augment", "imaginarium.generators.paraphrase:AugmentConfig",
+    "augment": StageKind("imaginarium.generators.augment:augment", "imaginarium.generators.augment:AugmentConfig",
                          ("trials",), None, ("trials", "templates")),
     "build_sft": StageKind("imaginarium.builders.sft:build_sft", "imaginarium.builders.sft:SftConfig",
                            ("trials", "tools"), None, ("trials", "tools")),
-    "rank": StageKind("imaginarium.generators.rank:rank", "imaginarium.generators.rank:RankConfig",
+    "rank": StageKind("imaginarium.trice.rank:rank", "imaginarium.trice.rank:RankConfig",
                       ("questions",), None, ("questions", "tools", "cache", "templates")),
     "build_continual": StageKind("imaginarium.builders.continual:build_continual",
                                  "imaginarium.builders.continual:ContinualConfig",

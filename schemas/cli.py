@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from imaginarium.cli import LazyGroup
 from imaginarium.errors import InputError
 from imaginarium.options import PATH, cli_options, out_option, parse_cli
 from imaginarium.schemas.importers import ImportConfig, import_tools
@@ -22,7 +23,8 @@ DECODER = "outlines_core"
 _DESCRIPTION_WIDTH = 60
 
 
-@click.group()
+# `tools call` lives with the executor (a layer above): named here, imported only when used.
+@click.group(cls=LazyGroup, lazy_commands={"call": "imaginarium.executor.cli:call_command"})
 def tools() -> None:
     """Import, validate and inspect tool descriptions (tools.jsonl, one ToolSpec per line).
 
@@ -155,7 +157,3 @@ def tools_table(loaded: list[ToolSpec]):
         )
     return table
 
-
-from imaginarium.executor.cli import call_command  # noqa: E402 - `tools call` lives with the executor
-
-tools.add_command(call_command)

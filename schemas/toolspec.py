@@ -158,3 +158,27 @@ def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field = ".".join(str(p) for p in error["loc"]) or "(root)"
     return f"field {field}: {error['msg']}"
+
+
+def tool_doc(tool: ToolSpec) -> str:
+    """Human-readable documentation of a tool, as a model is shown it."""
+    lines = [f"Tool name: {tool.name}"]
+    if tool.description:
+        lines.append(f"Description: {tool.description}")
+    properties = tool.parameters.get("properties", {})
+    required = set(tool.parameters.get("required", []))
+    if properties:
+        lines.append("Parameters:")
+        for name, schema in properties.items():
+            kind = schema.get("type", "any")
+            kind = "/".join(kind) if isinstance(kind, list) else kind
+            flag = "required" if name in required else "optional"
+            detail = schema.get("description", "")
+            extras = [f"one of {json.dumps(schema['enum'])}"] if "enum" in schema else []
+            if "default" in schema:
+                extras.append(f"default {json.dumps(schema['default'])}")
+            suffix = f" ({'; '.join(extras)})" if extras else ""
+            lines.append(f"- {name} ({kind}, {flag}): {detail}{suffix}".rstrip())
+    else:
+        lines.append("Parameters: none")
+    return "\n".join(lines)

@@ -12,7 +12,7 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # torch on CPU: skip ~10 s of
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """Path of the embedded tiny model (seed 0), built once per test session."""
-    from imaginarium.generators.tiny_model import build_tiny_model
+    from imaginarium.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 
@@ -37,7 +37,7 @@ def toolbench_call_requests(toolbench_tools):
     of the ToolBench tools, each with its tool shown. Returns (tools, call schemas, requests)."""
     import random
 
-    from imaginarium.generators.backend import Constraint, GenerationRequest
+    from imaginarium.models.backend import Constraint, GenerationRequest
     from imaginarium.schemas.constraints import call_schema
 
     picked = random.Random(0).sample(toolbench_tools, 200)
@@ -57,7 +57,7 @@ def choice_and_regex_requests(toolbench_tools):
     import random
     import re
 
-    from imaginarium.generators.backend import Constraint, GenerationRequest
+    from imaginarium.models.backend import Constraint, GenerationRequest
 
     rng = random.Random(1)
     patterns = [r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"[A-Z][a-z]{2,8}( [A-Z][a-z]{2,8})?",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fixtures_release import preference_rows
 
-from imaginarium.axolotl_configs.preference_text import ARROW_SCHEMA, render_preference_rows
+from imaginarium.builders.preference_text import ARROW_SCHEMA, render_preference_rows
 from imaginarium.schemas.records import arrow_schema, validate_rows
 from imaginarium.schemas.toolspec import ToolSource, ToolSpec, write_tools
 from imaginarium.stage import write_stage
@@ -33,7 +33,7 @@ _CITIES = ["Oslo", "Lima", "Porto", "Hanoi", "Quito", "Tunis", "Riga", "Perth"]
 
 
 def make_tiny_model(directory: Path) -> Path:
-    from imaginarium.generators.tiny_model import build_tiny_model
+    from imaginarium.models.tiny import build_tiny_model
 
     return build_tiny_model(directory, seed=0)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
+from imaginarium.models.backend import Backend, Completion, Constraint, GenerationRequest
 
 
 class BadRequest(Exception):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from imaginarium.generators.backend import Backend, Completion
-from imaginarium.generators.constraint_check import validate_completion
-from imaginarium.generators.paraphrase import AugmentConfig, augment, paraphrase_count
+from imaginarium.generators.augment import AugmentConfig, augment, paraphrase_count
+from imaginarium.models.backend import Backend, Completion
+from imaginarium.models.constraint_check import validate_completion
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.stage import read_rows, write_stage
 
@@ -54,7 +54,8 @@ class ScriptedParaphraser(Backend):
 
 def test_paraphrases_copy_their_seed_and_duplicates_are_dropped(tmp_path, monkeypatch):
     seeds = [seed("t1", "What is the weather in Oslo today?"), seed("t2", "Convert 5 miles to km", api="convert")]
-    write_stage(tmp_path / "kept", "filter", {}, {}, seeds, schema=arrow_schema("episode_trial"))
+    write_stage(tmp_path / "kept", "filter", {}, {}, seeds, schema=arrow_schema("episode_trial"),
+                extra={"judge_model": "judge-llm", "response_sources": {"real": 2}})
     (tmp_path / "kept" / "funnel.json").write_text('{"input": 9, "steps": []}')
     scripted = ScriptedParaphraser({
         "What is the weather in Oslo today?": ["what is the weather in OSLO today", "Tell me about Oslo's sky today",
@@ -77,7 +78,10 @@ def test_paraphrases_copy_their_seed_and_duplicates_are_dropped(tmp_path, monkey
     assert paraphrase["query"] == "Tell me about Oslo's sky today"
     assert paraphrase["steps"] == rows["t1"]["steps"] and paraphrase["final_answer"] == rows["t1"]["final_answer"]
     assert rows["t1"]["paraphrase_of"] is None
-    assert (tmp_path / "out" / "funnel.json").read_text() == '{"input": 9, "steps": []}'
+    # the card facts of the kept trials travel with them; response sources are recounted downstream
+    assert json.loads((tmp_path / "out" / "funnel.json").read_text()) == {"input": 9, "steps": []}
+    assert manifest["extra"]["judge_model"] == "judge-llm" and manifest["extra"]["funnel"] == {"input": 9, "steps": []}
+    assert "response_sources" not in manifest["extra"]
 
 
 def test_augment_with_the_tiny_model_and_semantic_dedupe(tmp_path, tiny_model):

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from fixtures_axolotl import make_release
 
 from imaginarium.axolotl_configs import render
-from imaginarium.axolotl_configs.preference_text import chat_messages, chat_tools, render_preference_rows
+from imaginarium.builders.preference_text import chat_messages, chat_tools, render_preference_rows
 from imaginarium.errors import InputError
-from imaginarium.generators.tiny_model import CHAT_TEMPLATE
+from imaginarium.models.tiny import CHAT_TEMPLATE
 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>' + '\n'}}{% endfor %}")

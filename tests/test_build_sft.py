@@ -415,8 +415,8 @@ def test_rows_from_a_real_tiny_model_exploration_render(tmp_path, tiny_model, to
     execution (the paper's no-exec ablation): every call counts, with real, odd arguments."""
     from imaginarium.executor.cache import ResponseCache, import_cache
     from imaginarium.executor.executor import Executor
-    from imaginarium.generators.backends import make_backend
     from imaginarium.generators.explore import ExploreConfig, explore_stage
+    from imaginarium.models.factory import make_backend
     from imaginarium.schemas.importers import import_files
 
     toolset = ROOT / "recipes" / "example_toolset"

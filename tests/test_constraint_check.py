@@ -1,7 +1,7 @@
 """validate_completion: the one validity check every backend applies to constrained output."""
 
-from imaginarium.generators.backend import Constraint
-from imaginarium.generators.constraint_check import judged_completion, validate_completion
+from imaginarium.models.backend import Constraint
+from imaginarium.models.constraint_check import judged_completion, validate_completion
 
 SCHEMA = {
     "type": "object",

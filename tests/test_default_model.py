@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from imaginarium.errors import InputError
-from imaginarium.generators import default_model
-from imaginarium.generators.default_model import SMOLLM2_135M, check_model, ensure_model, model_dir
+from imaginarium.models import default as default_model
+from imaginarium.models.default import SMOLLM2_135M, check_model, ensure_model, model_dir
 
 CONVERT = textwrap.dedent(
     """
     import sys
-    from imaginarium.generators.default_model import ensure_model
+    from imaginarium.models.default import ensure_model
     print(ensure_model("smollm2-135m", notify=lambda m: print("NOTE", m, flush=True)))
     """
 )

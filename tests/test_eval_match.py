@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from imaginarium.evaluation.evaluate import EvalConfig, evaluate
-from imaginarium.evaluation.match import JudgeCase, ast_match, judge_prompt, string_match
+from imaginarium.evaluation.match import JudgeCase, judge_prompt
+from imaginarium.schemas.matching import ast_match, string_match
 
 SCHEMA = {
     "type": "object",
@@ -154,7 +155,7 @@ def test_judge_prompt_shows_the_query_and_both_argument_sets():
 
 
 def test_judge_with_the_tiny_model_keeps_a_constrained_verdict_and_reason(tiny_model, tmp_path):
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.models.factory import make_backend
 
     backend = make_backend("transformers", str(tiny_model))
     preds = tmp_path / "chat.jsonl"

@@ -14,8 +14,8 @@ from imaginarium.errors import InputError
 from imaginarium.executor.cache import CacheEntry, ResponseCache
 from imaginarium.executor.executor import Executor
 from imaginarium.executor.observation import Response, render
-from imaginarium.executor.python_tools import python_tool, resolve
 from imaginarium.schemas.importers import import_file
+from imaginarium.schemas.importers.python import python_tool, resolve
 from imaginarium.schemas.toolspec import HttpBinding, ToolSource, ToolSpec
 
 ROOT = Path(__file__).parents[1]

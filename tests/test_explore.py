@@ -15,9 +15,9 @@ import pytest
 
 from imaginarium.executor.cache import ResponseCache, import_cache
 from imaginarium.executor.executor import Executor
-from imaginarium.generators.backend import Backend
 from imaginarium.generators.explore import ExploreConfig, Explorer, Trial, explore_stage
 from imaginarium.generators.queries import query_constraint
+from imaginarium.models.backend import Backend
 from imaginarium.schemas.importers import import_files
 from imaginarium.stage import read_manifest, read_rows
 
@@ -43,7 +43,7 @@ class RecordingBackend(Backend):
 
 @pytest.fixture(scope="module")
 def backend(tiny_model):
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.models.factory import make_backend
 
     return make_backend("transformers", str(tiny_model))
 
@@ -211,7 +211,7 @@ KILLABLE = textwrap.dedent(
     import sys
     from imaginarium.executor.cache import ResponseCache
     from imaginarium.executor.executor import Executor
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.models.factory import make_backend
     from imaginarium.generators.explore import ExploreConfig, explore_stage
     from imaginarium.schemas.toolspec import read_tools
 

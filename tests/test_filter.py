@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from imaginarium.filters.filter import FilterConfig, filter_stage
-from imaginarium.generators.backend import Backend, Completion
-from imaginarium.generators.constraint_check import validate_completion
+from imaginarium.models.backend import Backend, Completion
+from imaginarium.models.constraint_check import validate_completion
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.stage import read_manifest, read_rows, write_stage
 
@@ -156,3 +156,47 @@ def test_the_tiny_model_judges_through_the_real_backend(tmp_path, trials_dir, ti
     for scores in judged:
         assert all(scores["judge"][a]["verdict"] == "yes" for a in ("informative", "faithful", "appropriate"))
     assert manifest["counts"]["kept"] + manifest["counts"]["dropped"] == len(TRIALS)
+
+
+class AtMostOneCall:
+    """A check written the way a user would add one: a name, from_config, check over a batch."""
+
+    name = "one_call"
+
+    @classmethod
+    def from_config(cls, config, backend):
+        return cls()
+
+    def check(self, trials):
+        from imaginarium.filters.checks import KEEP, Outcome
+
+        return [KEEP if len(t.calls) <= 1 else Outcome(f"made {len(t.calls)} calls") for t in trials]
+
+
+def test_a_new_check_is_one_class_and_one_line(tmp_path, trials_dir, monkeypatch):
+    from imaginarium.filters import checks
+
+    default = checks._checks
+    monkeypatch.setattr(checks, "_checks", lambda: [*default()[:2], AtMostOneCall])
+    manifest = filter_stage(trials_dir, tmp_path / "out", FilterConfig.from_flat(dict(judge=False, semantic=False)),
+                            progress=False)
+    assert dropped(tmp_path)["t5"] == ("one_call", "made 2 calls")
+    steps = manifest["extra"]["funnel"]["steps"]
+    assert [(s["name"], s["kept"]) for s in steps] == [("final_answer", 7), ("executed", 5), ("one_call", 4), ("dedupe", 4)]
+    assert checks.check_names() == ["final_answer", "executed", "one_call"]
+
+
+def test_kept_rows_are_the_input_rows_plus_their_scores(tmp_path, trials_dir, monkeypatch):
+    run_filter(tmp_path, trials_dir, monkeypatch, ScriptedJudge(VERDICTS))
+    given = {t["trial_id"]: t for t in TRIALS}
+    for row in read_rows(tmp_path / "out"):
+        scores = json.loads(row.pop("scores"))
+        assert set(scores) == {"judge"}
+        assert {k: v for k, v in row.items() if k != "paraphrase_of"} == given[row["trial_id"]]
+
+
+def test_reports_of_the_input_travel_with_the_kept_rows(tmp_path, trials_dir, monkeypatch):
+    quality = {"trials": 8, "with_ok_call": 0.75}
+    (trials_dir / "quality.json").write_text(json.dumps(quality))
+    run_filter(tmp_path, trials_dir, monkeypatch, ScriptedJudge(VERDICTS))
+    assert json.loads((tmp_path / "out" / "quality.json").read_text()) == quality

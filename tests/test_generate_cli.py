@@ -106,7 +106,7 @@ def test_generate_through_a_local_openai_compatible_server(monkeypatch, capsys, 
     """`--backend openai` end to end: a real HTTP server on 127.0.0.1 serving the tiny model."""
     from openai_server import OpenAITestServer
 
-    from imaginarium.generators.transformers_backend import TransformersBackend
+    from imaginarium.models.transformers import TransformersBackend
 
     with OpenAITestServer(TransformersBackend(str(tiny_model))) as server:
         code, out, err = run_cli(

@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from imaginarium.generators.kv_cache import AppendLayer, append_cache
+from imaginarium.models.kv_cache import AppendLayer, append_cache
 
 
 def test_append_layer_holds_what_dynamic_layer_holds_through_growth_and_selection():

@@ -14,8 +14,8 @@ import socket
 import pytest
 from openai_server import OpenAITestServer
 
-from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
-from imaginarium.generators.openai_backend import OpenAIBackend
+from imaginarium.models.backend import Backend, Completion, Constraint, GenerationRequest
+from imaginarium.models.openai import OpenAIBackend
 
 SECRET = "sk-test-3f9a7c1e-do-not-print"
 SCHEMA = {
@@ -155,7 +155,7 @@ def test_tools_go_to_the_template_with_tool_choice_none_and_raw_prompts_use_comp
 
 
 def test_make_backend_builds_the_openai_backend():
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.models.factory import make_backend
 
     with OpenAITestServer(ScriptedBackend(default=("yes", "stop"))) as server:
         backend = make_backend("openai", "tiny", base_url=server.base_url, flavor="vllm", revision="r1")
@@ -263,7 +263,7 @@ def test_api_key_from_the_environment(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_server(tiny_model):
     """The tiny model served through the transformers backend by the local OpenAI-style server."""
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.models.factory import make_backend
 
     model = make_backend("transformers", str(tiny_model), num_threads=1)
     with OpenAITestServer(model, model_name="tiny", owned_by="vllm", batch_window_s=0.1) as server:

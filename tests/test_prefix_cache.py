@@ -2,8 +2,8 @@
 
 import pytest
 
-from imaginarium.generators.backend import Constraint, GenerationRequest
-from imaginarium.generators.prefix_cache import PrefixCache
+from imaginarium.models.backend import Constraint, GenerationRequest
+from imaginarium.models.prefix_cache import PrefixCache
 
 SYSTEM = "You are learning to use a tool. " * 20
 
@@ -29,7 +29,7 @@ def requests():
 
 @pytest.fixture(scope="module")
 def backends(tiny_model):
-    from imaginarium.generators.transformers_backend import TransformersBackend
+    from imaginarium.models.transformers import TransformersBackend
 
     return (TransformersBackend(str(tiny_model), prefix_cache_bytes=0),
             TransformersBackend(str(tiny_model), prefix_cache_bytes=1 << 26))

@@ -13,9 +13,9 @@ import pytest
 from paths import ROOT
 
 from imaginarium.executor.executor import Executor
-from imaginarium.generators.backends import make_backend
 from imaginarium.generators.explore import ExploreConfig, explore_stage
 from imaginarium.generators.quality import exploration_quality
+from imaginarium.models.factory import make_backend
 from imaginarium.schemas.importers import import_files
 from imaginarium.stage import read_rows
 

@@ -24,7 +24,7 @@ DATA = ROOT / "tests" / "data"
 def server(tiny_model):
     from openai_server import OpenAITestServer
 
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.models.factory import make_backend
 
     with OpenAITestServer(make_backend("transformers", str(tiny_model)), model_name="tiny", api_key=KEY) as served:
         yield served

@@ -12,7 +12,7 @@ import pytest
 from imaginarium.executor.cache import CacheEntry, ResponseCache
 from imaginarium.executor.executor import Executor
 from imaginarium.executor.simulate import Simulator
-from imaginarium.generators.backends import make_backend
+from imaginarium.models.factory import make_backend
 from imaginarium.schemas.toolspec import HttpBinding, ToolSource, ToolSpec
 
 RETURNS = {

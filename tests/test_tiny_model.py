@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from imaginarium.generators.tiny_model import END_TOKEN, build_tiny_model, tiny_model_path
+from imaginarium.models.tiny import END_TOKEN, build_tiny_model, tiny_model_path
 
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path, tiny_model):

@@ -8,10 +8,10 @@ import re
 import pytest
 
 from imaginarium.errors import InputError
-from imaginarium.generators.backend import Completion, Constraint, GenerationRequest
-from imaginarium.generators.backends import make_backend, resolve_model
-from imaginarium.generators.options import GenerationOptions
-from imaginarium.generators.transformers_backend import TransformersBackend
+from imaginarium.models.backend import Completion, Constraint, GenerationRequest
+from imaginarium.models.factory import make_backend, resolve_model
+from imaginarium.models.options import GenerationOptions
+from imaginarium.models.transformers import TransformersBackend
 
 SCHEMA = {
     "type": "object",
@@ -209,7 +209,7 @@ def test_free_numbers_stay_in_float_range(backend):
 
 
 def test_bounded_numbers_only_narrows_free_numbers():
-    from imaginarium.generators.structured import NUMBER_LIMIT, bounded_numbers
+    from imaginarium.models.grammars import NUMBER_LIMIT, bounded_numbers
 
     schema = {
         "type": "object",

@@ -20,22 +20,12 @@ import pytest
 from imaginarium.errors import InputError
 from imaginarium.executor.builtins import TOOLS
 from imaginarium.executor.executor import Executor
-from imaginarium.filters.ranking import (
-    Executed,
-    Gold,
-    last_number,
-    normalise,
-    pairs,
-    preference_rows,
-    rank,
-    score,
-    sft_rows,
-    task_stats,
-)
-from imaginarium.generators.backend import Backend, Completion
-from imaginarium.generators.trice import Question, Sampler, SamplerConfig, candidate_seed
-from imaginarium.generators.trice_questions import questions_from_trials, read_questions
+from imaginarium.models.backend import Backend, Completion
 from imaginarium.schemas.records import validate_rows
+from imaginarium.trice.questions import questions_from_trials, read_questions
+from imaginarium.trice.ranking import pairs, preference_rows, rank, sft_rows, task_stats
+from imaginarium.trice.sampler import Question, Sampler, SamplerConfig, candidate_seed
+from imaginarium.trice.scoring import Executed, Gold, last_number, normalise, score
 
 DATA = Path(__file__).parent / "data"
 CALC_SCHEMA = {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"],
@@ -316,9 +306,9 @@ def test_successful_ste_trials_become_questions():
 
 def test_rank_reads_a_stage_directory_of_trials(tmp_path):
     """Trials in, call questions out; with no sampled candidates only the gold runs (no model)."""
-    from imaginarium.generators.rank import RankConfig, rank
     from imaginarium.schemas.records import arrow_schema
     from imaginarium.stage import read_rows, write_stage
+    from imaginarium.trice.rank import RankConfig, rank
 
     trials = tmp_path / "trials"
     write_stage(trials, "explore", {}, {}, [ste_trial("a", True, "real"), ste_trial("b", False, "real")],
@@ -348,7 +338,7 @@ RUN_OPTIONS = dict(candidates=2, min_calls=1, max_turns=1, max_thought_chars=8, 
 
 @pytest.fixture(scope="module")
 def math_run(tiny_model, tmp_path_factory):
-    from imaginarium.generators.rank import RankConfig, rank
+    from imaginarium.trice.rank import RankConfig, rank
 
     out = tmp_path_factory.mktemp("trice") / "run"
     config = RankConfig.from_flat(dict(RUN_OPTIONS, model=str(tiny_model), render_with=str(tiny_model)))
@@ -408,7 +398,7 @@ def test_rank_outputs_load_with_datasets(math_run):
 def test_cli_rerun_is_a_no_op_and_prints_stats(math_run, tiny_model):
     from click.testing import CliRunner
 
-    from imaginarium.generators.trice_cli import rank_command
+    from imaginarium.trice.cli import rank_command
 
     out, manifests = math_run
     options = [f"--{key.replace('_', '-')}={value}" for key, value in RUN_OPTIONS.items()]

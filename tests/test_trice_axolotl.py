@@ -26,8 +26,8 @@ pytestmark = pytest.mark.skipif(not (ENV / "bin" / "axolotl").exists(),
 
 
 def test_rank_dpo_rows_pass_axolotls_check(tiny_model, tmp_path):
-    from imaginarium.generators.rank import RankConfig, rank
     from imaginarium.hub_cards.release import build_release
+    from imaginarium.trice.rank import RankConfig, rank
 
     out = tmp_path / "trice"
     config = RankConfig.from_flat(dict(candidates=2, model=str(tiny_model), min_calls=1, max_turns=1,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from imaginarium.generators.backend import Constraint, GenerationRequest
-from imaginarium.generators.vllm_backend import engine_kwargs
+from imaginarium.models.backend import Constraint, GenerationRequest
+from imaginarium.models.vllm import engine_kwargs
 
 SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
 TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {}}}}]
@@ -49,7 +49,7 @@ def test_engine_kwargs_put_the_structured_backend_in_the_engine_config():
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_without_vllm_the_backend_says_how_to_get_it():
-    from imaginarium.generators.vllm_backend import VLLMBackend
+    from imaginarium.models.vllm import VLLMBackend
 
     with pytest.raises(ImportError, match=r"imaginarium\[vllm\]"):
         VLLMBackend("org/model")
@@ -61,7 +61,7 @@ def test_without_vllm_the_backend_says_how_to_get_it():
 def test_sampling_params_carry_constraint_and_sampling_settings(vllm):
     from vllm.sampling_params import StructuredOutputsParams
 
-    from imaginarium.generators.vllm_backend import build_sampling_params
+    from imaginarium.models.vllm import build_sampling_params
 
     request = chat(Constraint.json(SCHEMA), n=3, seed=11, max_tokens=64, temperature=0.7, top_p=0.9, stop=["</call>"])
     params = build_sampling_params(request)
@@ -91,7 +91,7 @@ def test_openai_backend_bodies_parse_in_vllms_server_protocol(vllm):
     """What the openai backend sends to `vllm serve` becomes the intended StructuredOutputsParams."""
     protocol = pytest.importorskip("vllm.entrypoints.openai.chat_completion.protocol")
     completion_protocol = pytest.importorskip("vllm.entrypoints.openai.completion.protocol")
-    from imaginarium.generators.openai_backend import OpenAIBackend
+    from imaginarium.models.openai import OpenAIBackend
 
     client = OpenAIBackend("m", "http://127.0.0.1:1/v1", flavor="vllm")
     for constraint in (Constraint.json(SCHEMA), Constraint.regex("a+"), Constraint.choice(["a", "b"])):
@@ -144,7 +144,7 @@ class FakeLLM:
 
 
 def test_backend_groups_by_tools_judges_and_retries_invalid(vllm, monkeypatch):
-    from imaginarium.generators.vllm_backend import VLLMBackend
+    from imaginarium.models.vllm import VLLMBackend
 
     monkeypatch.setattr(vllm, "LLM", FakeLLM, raising=False)
     backend = VLLMBackend("org/model", structured_backend="guidance", max_model_len=2048)

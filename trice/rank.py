@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from imaginarium.builders.chat import DEFAULT_SYSTEM
 from imaginarium.executor.options import ExecutionOptions
-from imaginarium.generators.options import GenerationOptions, open_backend
+from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options, comma_list
 
 RELEASE_CONFIGS = {"ranking": "trice_ranking", "preference": "trice_preference", "sft": "trice_sft",
@@ -103,7 +103,7 @@ def rank(questions: str | Path, out: str | Path, config: RankConfig | None = Non
         >>> from imaginarium import rank, RankConfig
         >>> manifests = rank("questions.jsonl", "runs/trice", RankConfig(candidates=4))
     """
-    from imaginarium.generators.trice import SamplerConfig
+    from imaginarium.trice.sampler import SamplerConfig
 
     config = config or RankConfig()
     out = Path(out)
@@ -119,12 +119,12 @@ def rank(questions: str | Path, out: str | Path, config: RankConfig | None = Non
 def _ranking_stage(questions, out: Path, config: RankConfig, sampler_config, progress: bool) -> dict[str, Any]:
     """Sample and score into OUT/ranking, one durable chunk per batch of questions."""
     from imaginarium.executor.builtins import TOOLS
-    from imaginarium.filters.ranking import task_stats
-    from imaginarium.generators.trice_questions import read_questions
     from imaginarium.jsonutil import content_hash
     from imaginarium.schemas.records import arrow_schema
     from imaginarium.schemas.toolspec import read_tools
     from imaginarium.stage import StageWriter
+    from imaginarium.trice.questions import read_questions
+    from imaginarium.trice.ranking import task_stats
 
     tools = config.tools
     specs = read_tools(tools) if tools is not None else TOOLS()
@@ -155,8 +155,8 @@ def _models(config: RankConfig) -> list[str]:
 
 def _sample(writer, todo, specs, config: RankConfig, sampler_config, progress: bool) -> None:
     from imaginarium.executor.options import open_executor
-    from imaginarium.generators.trice import Sampler
     from imaginarium.progress import batches
+    from imaginarium.trice.sampler import Sampler
 
     backends = [open_backend(config.generation, model) for model in _models(config)] if sampler_config.candidates else []
 
@@ -173,9 +173,9 @@ def _sample(writer, todo, specs, config: RankConfig, sampler_config, progress: b
 
 def derived_stages(out: Path, pairs: str, margin: float, sft_from: str, render_with: str | None) -> dict[str, Any]:
     """The preference, SFT and (optionally) rendered-text stages, derived from OUT/ranking."""
-    from imaginarium.filters.ranking import preference_rows, sft_rows, task_stats
     from imaginarium.schemas.records import arrow_schema
     from imaginarium.stage import read_rows, write_stage
+    from imaginarium.trice.ranking import preference_rows, sft_rows, task_stats
 
     ranking_dir = out / "ranking"
     rows = read_rows(ranking_dir)
@@ -196,11 +196,11 @@ def derived_stages(out: Path, pairs: str, margin: float, sft_from: str, render_w
 
 
 def render_stage(preference_dir: Path, out: Path, render_with: str) -> dict[str, Any]:
-    """Preference rows rendered to text with `render_with`'s chat template (axolotl_configs/preference_text.py)."""
+    """Preference rows rendered to text with `render_with`'s chat template (builders/preference_text.py)."""
     from transformers import AutoTokenizer
 
-    from imaginarium.axolotl_configs.preference_text import ARROW_SCHEMA, render_preference_rows
-    from imaginarium.generators.backends import resolve_model
+    from imaginarium.builders.preference_text import ARROW_SCHEMA, render_preference_rows
+    from imaginarium.models.factory import resolve_model
     from imaginarium.stage import StageWriter, read_rows
 
     writer = StageWriter(out, "render-preference-text", {"model": render_with}, {"preference": preference_dir},

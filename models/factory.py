@@ -11,12 +11,12 @@ import importlib
 from typing import Any
 
 from imaginarium.errors import InputError
-from imaginarium.generators.backend import Backend
+from imaginarium.models.backend import Backend
 
 BACKENDS = {
-    "transformers": "imaginarium.generators.transformers_backend:TransformersBackend",
-    "vllm": "imaginarium.generators.vllm_backend:VLLMBackend",
-    "openai": "imaginarium.generators.openai_backend:OpenAIBackend",
+    "transformers": "imaginarium.models.transformers:TransformersBackend",
+    "vllm": "imaginarium.models.vllm:VLLMBackend",
+    "openai": "imaginarium.models.openai:OpenAIBackend",
 }
 
 
@@ -27,12 +27,12 @@ def resolve_model(model: str) -> str:
     (`smollm2-135m`, the default): its converted directory, converted on first use (see
     default_model.py); anything else (an HF id, a local path) is unchanged.
     """
-    from imaginarium.generators.default_model import ensure_model, is_embedded
+    from imaginarium.models.default import ensure_model, is_embedded
 
     if is_embedded(model):
         return str(ensure_model(model))
     if model == "tiny" or model.startswith("tiny:"):
-        from imaginarium.generators.tiny_model import tiny_model_path
+        from imaginarium.models.tiny import tiny_model_path
 
         seed_text = model.partition(":")[2] or "0"
         if not seed_text.isdigit():

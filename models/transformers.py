@@ -26,17 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from imaginarium.errors import InputError
-from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
-from imaginarium.generators.constraint_check import validate_completion
-from imaginarium.generators.options import DEFAULT_STRUCTURED_BACKEND
-from imaginarium.generators.structured import (
+from imaginarium.jsonutil import content_hash
+from imaginarium.models.backend import Backend, Completion, Constraint, GenerationRequest
+from imaginarium.models.constraint_check import validate_completion
+from imaginarium.models.grammars import (
     STRUCTURED_BACKENDS,
     CompiledConstraint,
     ConstraintCompiler,
     RowMatcher,
     allowed_tokens,
 )
-from imaginarium.jsonutil import content_hash
+from imaginarium.models.options import DEFAULT_STRUCTURED_BACKEND
 
 
 def default_prefix_cache_bytes() -> int:
@@ -108,7 +108,7 @@ class TransformersBackend(Backend):
         dtype: str = "auto",
         num_threads: int | None = None,
     ):
-        from imaginarium.generators.backends import resolve_model
+        from imaginarium.models.factory import resolve_model
 
         if structured_backend not in STRUCTURED_BACKENDS:
             raise InputError(f"unknown {structured_backend!r}; choose one of {', '.join(STRUCTURED_BACKENDS)}", where="structured_backend")
@@ -133,7 +133,7 @@ class TransformersBackend(Backend):
         self.max_retries = max_retries
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
-        from imaginarium.generators.prefix_cache import PrefixCache
+        from imaginarium.models.prefix_cache import PrefixCache
 
         budget = default_prefix_cache_bytes() if prefix_cache_bytes is None else prefix_cache_bytes
         self._prefix = PrefixCache(budget) if budget > 0 else None
@@ -427,14 +427,14 @@ class TransformersBackend(Backend):
         """An empty KV cache, or one holding `prefix` (per layer: keys, values) for a batch.
 
         Models whose layers all use full attention get an append-in-place cache with `room`
-        spare positions (generators/kv_cache.py); others (sliding windows, linear attention)
+        spare positions (models/kv_cache.py); others (sliding windows, linear attention)
         keep transformers' own cache, which knows their layer types.
         """
         if self._append_layers is None:
             from transformers.cache_utils import DynamicCache
 
             return DynamicCache(ddp_cache_data=prefix, config=self.hf_model.config)
-        from imaginarium.generators.kv_cache import append_cache
+        from imaginarium.models.kv_cache import append_cache
 
         return append_cache(self._append_layers, room, prefix)
 

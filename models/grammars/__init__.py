@@ -13,12 +13,12 @@ its result. A `RowMatcher` follows one sequence.
 
 from __future__ import annotations
 
-import json
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from imaginarium.generators.backend import Constraint
+from imaginarium.models.backend import Constraint
 
 STRUCTURED_BACKENDS = ("llguidance", "outlines_core", "xgrammar")
 
@@ -44,11 +44,6 @@ class RowMatcher:
         raise NotImplementedError
 
 
-def _row_pointer(bitmask, row: int) -> int:
-    """Address of `bitmask[row]` (a contiguous int32 CPU tensor): no tensor view per row and step."""
-    return bitmask.data_ptr() + 4 * row * bitmask.shape[1]
-
-
 @dataclass
 class CompiledConstraint:
     """A constraint compiled for one tokenizer; `new_matcher()` starts a fresh sequence."""
@@ -58,49 +53,8 @@ class CompiledConstraint:
     compile_seconds: float
 
 
-class _OutlinesCoreMatcher(RowMatcher):
-    def __init__(self, index):
-        from outlines_core import Guide
-
-        self.guide = Guide(index)
-
-    def fill(self, bitmask, row):
-        self.guide.write_mask_into(_row_pointer(bitmask, row), bitmask.shape[1], 4)
-
-    def advance(self, token_id):
-        try:
-            self.guide.advance(token_id=token_id, return_tokens=False)
-        except ValueError:
-            return False
-        return True
-
-
-class _LLGuidanceMatcher(RowMatcher):
-    def __init__(self, matcher):
-        self.matcher = matcher
-
-    def fill(self, bitmask, row):
-        self.matcher.unsafe_compute_mask_ptr(_row_pointer(bitmask, row), 4 * bitmask.shape[1])
-
-    def advance(self, token_id):
-        return bool(self.matcher.consume_token(token_id))
-
-
-class _XGrammarMatcher(RowMatcher):
-    def __init__(self, compiled):
-        import xgrammar
-
-        self.matcher = xgrammar.GrammarMatcher(compiled)
-
-    def fill(self, bitmask, row):
-        self.matcher.fill_next_token_bitmask(bitmask, row)
-
-    def advance(self, token_id):
-        return bool(self.matcher.accept_token(token_id))
-
-
 class ConstraintCompiler:
-    """Compiles constraints with one of Outlines' structured backends for one model.
+    """Compiles constraints with one grammar engine (one module each, below) for one model.
 
     JSON Schemas are first made enforceable (`imaginarium.schemas.constraints.enforceable`:
     bounded free strings, closed objects), so a small model cannot ramble forever inside a
@@ -111,57 +65,48 @@ class ConstraintCompiler:
     """
 
     def __init__(self, outlines_model, backend_name: str):
-        from outlines.backends import LLGuidanceBackend, OutlinesCoreBackend, XGrammarBackend
-
-        classes = {"llguidance": LLGuidanceBackend, "outlines_core": OutlinesCoreBackend, "xgrammar": XGrammarBackend}
+        if backend_name not in STRUCTURED_BACKENDS:
+            raise ValueError(f"unknown grammar engine {backend_name!r}; choose one of {', '.join(STRUCTURED_BACKENDS)}")
+        module = importlib.import_module(f"imaginarium.models.grammars.{backend_name}")
         self.backend_name = backend_name
-        engine: Any = classes[backend_name]  # each engine class has its own attributes
-        self.backend: Any = engine(outlines_model)
-        self.tokenizer_vocab_size = len(outlines_model.hf_tokenizer.get_vocab())  # as Outlines' xgrammar backend
+        self.engine: Engine = module.Engine(outlines_model)
 
     def mask_vocab_size(self, logits_vocab_size: int) -> int:
         """How many token ids the engine's bitmask covers (models often pad their logits)."""
-        if self.backend_name == "llguidance":
-            return self.backend.llg_tokenizer.vocab_size
-        if self.backend_name == "xgrammar":
-            return self.tokenizer_vocab_size
-        return logits_vocab_size
+        return self.engine.mask_vocab_size(logits_vocab_size)
 
     def compile(self, constraint: Constraint) -> CompiledConstraint:
         import time
 
+        from imaginarium.schemas.constraints import enforceable
+
         start = time.perf_counter()
         if constraint.kind == "json":
-            new_matcher = self._compile_json(constraint.value)
+            schema = enforceable(constraint.value)
+            if self.engine.enforces_number_bounds:
+                schema = bounded_numbers(schema)
+            new_matcher = self.engine.compile_json(schema)
         else:
-            processor = self.backend.get_regex_logits_processor(constraint_regex(constraint))
-            new_matcher = self._matcher_factory(processor)
+            new_matcher = self.engine.compile_regex(constraint_regex(constraint))
         new_matcher()  # llguidance and xgrammar finish compiling lazily: pay for it here
         return CompiledConstraint(constraint, new_matcher, time.perf_counter() - start)
 
-    def _compile_json(self, schema: Any) -> Callable[[], RowMatcher]:
-        from imaginarium.schemas.constraints import enforceable
 
-        schema = enforceable(schema)
-        if self.backend_name != "outlines_core":  # it does not enforce numeric bounds anyway
-            schema = bounded_numbers(schema)
-        if self.backend_name == "xgrammar":
-            compiled = self.backend.grammar_compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
-            return lambda: _XGrammarMatcher(compiled)
-        if self.backend_name == "llguidance" and isinstance(schema, dict):
-            schema = {**schema, "x-guidance": {"whitespace_flexible": False}}
-        return self._matcher_factory(self.backend.get_json_schema_logits_processor(json.dumps(schema)))
+class Engine(Protocol):
+    """What a grammar engine module (llguidance.py, outlines_core.py, xgrammar.py) provides."""
 
-    def _matcher_factory(self, processor: Any) -> Callable[[], RowMatcher]:
-        if self.backend_name == "outlines_core":
-            return lambda: _OutlinesCoreMatcher(processor.index)
-        if self.backend_name == "llguidance":
-            from llguidance import LLMatcher
+    enforces_number_bounds: bool
 
-            _check_llguidance_grammar(processor.llg_tokenizer, processor.grammar)
-            template = LLMatcher(processor.llg_tokenizer, processor.grammar)
-            return lambda: _LLGuidanceMatcher(template.deep_copy())  # 1 us instead of 200 us
-        return lambda: _XGrammarMatcher(processor.compiled_grammar)
+    def mask_vocab_size(self, logits_vocab_size: int) -> int: ...
+
+    def compile_json(self, schema: Any) -> Callable[[], RowMatcher]: ...
+
+    def compile_regex(self, regex: str) -> Callable[[], RowMatcher]: ...
+
+
+def row_pointer(bitmask, row: int) -> int:
+    """Address of `bitmask[row]` (a contiguous int32 CPU tensor): no tensor view per row and step."""
+    return bitmask.data_ptr() + 4 * row * bitmask.shape[1]
 
 
 NUMBER_LIMIT = 1e15
@@ -189,15 +134,6 @@ def bounded_numbers(schema: Any, limit: float = NUMBER_LIMIT) -> Any:
         if "maximum" not in schema and "exclusiveMaximum" not in schema:
             result["maximum"] = limit
     return result
-
-
-def _check_llguidance_grammar(tokenizer, grammar) -> None:
-    """llguidance reports a bad grammar lazily, per matcher; fail once, at compile time."""
-    from llguidance import LLMatcher
-
-    is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
-    if is_error:
-        raise ValueError(f"llguidance cannot compile this constraint: {'; '.join(messages)}")
 
 
 def allowed_tokens(matchers: list[RowMatcher | None], rows: list[int], bitmask, vocab_size: int, device=None):

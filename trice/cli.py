@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from imaginarium.generators.rank import RankConfig
 from imaginarium.options import PATH, cli_options, out_option, parse_cli
+from imaginarium.trice.rank import RankConfig
 
 
 def stats_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
@@ -38,7 +38,7 @@ def rank_command(questions: Path, out: Path, **params: Any) -> None:
       imaginarium rank tests/data/trice_math.jsonl -o runs/trice --candidates 4 --model tiny \\
           --render-with tiny
     """
-    from imaginarium.generators.rank import rank
+    from imaginarium.trice.rank import rank
 
     manifests = rank(questions, out, parse_cli(RankConfig, params))
     ranking = manifests["ranking"]

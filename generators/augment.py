@@ -22,15 +22,18 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from imaginarium.card_facts import CardFacts
 from imaginarium.filters.dedupe import PARAPHRASE_THRESHOLD, DedupeOptions
-from imaginarium.generators.backend import Backend, GenerationRequest
-from imaginarium.generators.options import GenerationOptions, open_backend
-from imaginarium.generators.prompts import Prompts
 from imaginarium.generators.queries import query_constraint, unframed_query
+from imaginarium.models.backend import Backend, GenerationRequest
+from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options
 from imaginarium.progress import batches
+from imaginarium.prompts import Prompts
 from imaginarium.schemas.records import arrow_schema
-from imaginarium.stage import StageWriter, carried_reports
+from imaginarium.stage import StageWriter
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _paraphrase_generation() -> GenerationOptions:
@@ -69,7 +72,7 @@ class Paraphraser:
     def __init__(self, backend: Backend, config: AugmentConfig):
         self.backend = backend
         self.config = config
-        self.prompts = Prompts("paraphrase", config.templates)
+        self.prompts = Prompts(TEMPLATES, "paraphrase", config.templates)
 
     def request(self, seed: dict[str, Any], count: int) -> GenerationRequest:
         prompt = self.prompts.render("request", query=seed["query"], count=count)
@@ -151,6 +154,7 @@ def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser
                       units=[s["trial_id"] for s in batch])
 
     rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["trial_id"]))
+    facts = CardFacts.read(writer.inputs.get("trials")).carried()
     generated = sum(r["paraphrase_of"] is not None for r in rows)
     duplicates: list = []
     if dedupe is not None and rows:
@@ -164,6 +168,7 @@ def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser
                 "duplicates_dropped": len(duplicates), "per_api": dict(sorted(per_api.items()))},
         extra={"paraphrases_per_seed": {api: paraphrase_count(config.target_per_api, n, config.max_paraphrases)
                                         for api, n in sorted(kept_per_api.items())},
-               "dropped": [{"trial_id": r["trial_id"], "reason": reason} for r, reason in duplicates][:1000]},
-        files=carried_reports(writer.inputs.get("trials")),
+               "dropped": [{"trial_id": r["trial_id"], "reason": reason} for r, reason in duplicates][:1000],
+               **facts.extra()},
+        files=facts.files(),
     )

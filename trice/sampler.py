@@ -9,7 +9,7 @@ the model sees what came back, up to `max_turns` calls, after which only an answ
 
 Throughput: all candidates of a batch of questions advance together; each round sends every
 active episode's next step to its model's backend in one call and executes all the round's
-calls at once. A finished batch is scored (filters/ranking.py) and appended as one durable
+calls at once. A finished batch is scored (trice/scoring.py) and appended as one durable
 chunk, so an interrupted run resumes at the next batch.
 """
 
@@ -18,15 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imaginarium.builders.chat import call_id, message
 from imaginarium.builders.neighbours import tool_entry
-from imaginarium.filters.ranking import Executed, Gold, canonical_call, rank, score
-from imaginarium.generators.backend import Backend, Constraint, GenerationRequest
 from imaginarium.generators.explore import ExploreConfig, act_schema
-from imaginarium.generators.prompts import Prompts, tool_doc
-from imaginarium.schemas.toolspec import ToolSpec
+from imaginarium.models.backend import Backend, Constraint, GenerationRequest
+from imaginarium.prompts import Prompts
+from imaginarium.schemas.toolspec import ToolSpec, tool_doc
+from imaginarium.trice.ranking import rank
+from imaginarium.trice.scoring import Executed, Gold, canonical_call, score
 
 
 @dataclass
@@ -106,7 +108,7 @@ class Sampler:
         self.executor = executor
         self.config = config
         self.system = system
-        self.prompts = Prompts("trice", templates)
+        self.prompts = Prompts(Path(__file__).parent / "templates", "trice", templates)
         self._schemas: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
 
     # -- records -----------------------------------------------------------------------------

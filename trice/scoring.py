@@ -1,8 +1,7 @@
-"""TRICE ranking: score executed candidates against the gold, rank them, pair them, count.
+"""TRICE scoring: each executed candidate against the gold.
 
-Why a separate module from the sampler: scoring, ranking and pairing are pure functions of
-executed candidates and the gold, so they are tested exactly on hand-written candidates and
-re-run without a model.
+Why a separate module from the sampler: scoring is a pure function of an executed candidate and
+the gold, so it is tested exactly on hand-written candidates and re-run without a model.
 
 Score of a candidate (a number, so RRHF-style trainers can rank by it and DPO pairs can use a
 margin):
@@ -12,7 +11,7 @@ margin):
 - correct, by task: `qa` normalised exact match of the final answer (lowercase, punctuation,
   articles and extra spaces removed); `math` the last number of the final answer equals the
   gold number within a tolerance (relative and absolute); `call` one of the candidate's calls
-  names the gold tool and its arguments pass the evaluation's AST match (evaluation/match.py);
+  names the gold tool and its arguments pass the AST match (schemas/matching.py);
 - well_formed: every step parsed and the candidate ended with a final answer;
 - executed_ok: it made at least one call and every call executed without error.
 
@@ -25,15 +24,12 @@ import json
 import math
 import re
 import string
-from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from imaginarium.evaluation.match import ast_match
+from imaginarium.schemas.matching import ast_match
 
 TASKS = ("qa", "math", "call")
-PAIR_RULES = ("best", "all")
 CORRECT, WELLFORMED, EXECUTED = 1.0, 0.1, 0.01
 DEFAULT_TOLERANCE = 1e-6
 
@@ -129,91 +125,6 @@ def score(candidate: Executed, gold: Gold, *, schema: dict[str, Any] | None = No
     flags = [("correct" if correct else "wrong"), ("well-formed" if candidate.wellformed else "malformed"),
              ("executed" if candidate.executed_ok else "no successful execution")]
     return round(value, 6), f"{', '.join(flags)}: {why}"
-
-
-def rank(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Candidates (each with `score`) best first; equal scores keep their order (gold first)."""
-    return sorted(candidates, key=lambda c: -c["score"])
-
-
-def pairs(ranked: list[dict[str, Any]], rule: str = "best", margin: float = 0.0) -> list[tuple[dict, dict]]:
-    """(chosen, rejected) pairs from candidates ranked best first.
-
-    `best`: the best candidate against each one scoring more than `margin` below it;
-    `all`: every pair whose scores differ by more than `margin`, better one chosen.
-    Pairs whose two sides say exactly the same are skipped (no preference to learn).
-    """
-    if rule not in PAIR_RULES:
-        raise ValueError(f"unknown pairing rule {rule!r}; known: {', '.join(PAIR_RULES)}")
-    chosen_side = ranked[:1] if rule == "best" else ranked
-    out = []
-    for i, chosen in enumerate(chosen_side):
-        for rejected in ranked[i + 1:]:
-            if chosen["score"] - rejected["score"] > margin + 1e-9 and chosen["messages"] != rejected["messages"]:
-                out.append((chosen, rejected))
-    return out
-
-
-def preference_rows(ranking_rows: Iterable[dict[str, Any]], rule: str = "best",
-                    margin: float = 0.0) -> list[dict[str, Any]]:
-    """Chosen/rejected rows (schemas/records/preference_row.json) from ranking rows."""
-    out = []
-    for row in ranking_rows:
-        for chosen, rejected in pairs(row["candidates"], rule, margin):
-            out.append({"question_id": row["question_id"], "task": row["task"], "prompt": row["prompt"],
-                        "tools": row["tools"], "chosen": chosen["messages"], "rejected": rejected["messages"],
-                        "chosen_score": chosen["score"], "rejected_score": rejected["score"]})
-    return out
-
-
-SFT_SOURCES = ("best", "gold")
-
-
-def sft_rows(ranking_rows: Iterable[dict[str, Any]], source: str = "best") -> list[dict[str, Any]]:
-    """Stage-1 behaviour-cloning rows (schemas/records/sft_row.json), one per question at most.
-
-    `best`: the top-ranked candidate when it is correct (the gold wins ties: it comes first);
-    `gold`: the pseudo-expert's response. Questions without such a candidate give no row.
-    """
-    if source not in SFT_SOURCES:
-        raise ValueError(f"unknown SFT source {source!r}; known: {', '.join(SFT_SOURCES)}")
-    out = []
-    for row in ranking_rows:
-        if source == "best":
-            picked = [c for c in row["candidates"][:1] if c["score"] >= CORRECT]
-        else:
-            picked = [c for c in row["candidates"] if c["model"] == "gold"][:1]
-        if not picked:
-            continue
-        best = picked[0]
-        called = [call["function"]["name"] for m in best["messages"] for call in m["tool_calls"] or []]
-        out.append({"messages": row["prompt"] + best["messages"], "tools": row["tools"],
-                    "api": called[0] if called else row["task"], "origin_trial": row["question_id"],
-                    "paraphrase_of": None, "source": "trice",
-                    "scores": json.dumps({"score": best["score"], "reason": best["reason"], "model": best["model"]},
-                                         ensure_ascii=False)})
-    return out
-
-
-def task_stats(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per task: questions, candidates per question, score distribution, and the share of
-    questions with at least one better and one worse candidate (only those carry preference)."""
-    groups: dict[str, list[list[float]]] = defaultdict(list)
-    for row in rows:
-        groups[row["task"]].append([c["score"] for c in row["candidates"]])
-    stats = {}
-    for task, scores in sorted(groups.items()):
-        sizes = [len(s) for s in scores]
-        distribution = Counter(f"{value:g}" for s in scores for value in s)
-        signal = sum(1 for s in scores if s and max(s) > min(s))
-        stats[task] = {
-            "questions": len(scores),
-            "candidates_per_question": {"mean": round(sum(sizes) / len(sizes), 3), "min": min(sizes),
-                                        "max": max(sizes)},
-            "score_distribution": dict(sorted(distribution.items(), key=lambda kv: -float(kv[0]))),
-            "share_with_preference_signal": round(signal / len(scores), 4),
-        }
-    return stats
 
 
 def canonical_call(call: dict[str, Any]) -> str:

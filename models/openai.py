@@ -38,8 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from imaginarium.generators.backend import Backend, Completion, Constraint, GenerationRequest
-from imaginarium.generators.constraint_check import judged_completion
+from imaginarium.models.backend import Backend, Completion, Constraint, GenerationRequest
+from imaginarium.models.constraint_check import judged_completion
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from imaginarium.errors import InputError
-from imaginarium.filters.ranking import TASKS, last_number
-from imaginarium.generators.trice import Question
+from imaginarium.schemas.rows import TrialRecord
 from imaginarium.schemas.toolspec import ToolSpec
 from imaginarium.stage import read_rows
+from imaginarium.trice.sampler import Question
+from imaginarium.trice.scoring import TASKS, last_number
 
 
 def read_questions(path: str | Path, tools: list[ToolSpec], *,
@@ -123,25 +124,23 @@ def questions_from_trials(rows: list[dict[str, Any]], tools: list[ToolSpec], *, 
         raise InputError(f"trials make call or qa questions, not {task!r}", where="--trials-task")
     known = {tool.name for tool in tools}
     questions, skipped = [], 0
-    for row in rows:
-        call = _grounded_call(row) if row.get("succeeded") and row.get("final_answer") else None
+    for trial in (TrialRecord.from_row(row) for row in rows):
+        call = _grounded_call(trial) if trial.succeeded and trial.final_answer else None
         if call is None or call["name"] not in known:
             skipped += 1
             continue
-        shown = [name for name in row["tools_shown"] if name in known] or [call["name"]]
-        questions.append(Question(id=row["trial_id"], question=row["query"], task=task, answer=row["final_answer"],
+        shown = [name for name in trial.tools_shown if name in known] or [call["name"]]
+        questions.append(Question(id=trial.trial_id, question=trial.query, task=task, answer=trial.final_answer,
                                   tools=shown, call=call))
     if not questions:
         raise InputError("no successful trial with a final answer grounded in a real response", where=where)
     return questions, {"questions": len(questions), "trials_skipped": skipped}
 
 
-def _grounded_call(trial: dict[str, Any]) -> dict[str, Any] | None:
+def _grounded_call(trial: TrialRecord) -> dict[str, Any] | None:
     """The trial's last call that executed OK with a real or replayed real response."""
-    for step in reversed(trial["steps"]):
-        if step["action"] != "call" or step["observation"] is None:
-            continue
-        observation = json.loads(step["observation"])
-        if observation.get("status") == "ok" and observation.get("source") in ("real", "cached"):
-            return {"name": step["call"]["name"], "arguments": json.loads(step["call"]["arguments"])}
+    for step in reversed(trial.calls):
+        observation = step.observation
+        if step.call is not None and observation is not None and observation.ok and observation.source in ("real", "cached"):
+            return {"name": step.call.name, "arguments": step.call.args}
     return None

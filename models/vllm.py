@@ -23,9 +23,9 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from imaginarium.generators.backend import Backend, Completion, GenerationRequest
-from imaginarium.generators.constraint_check import judged_completion
 from imaginarium.jsonutil import canonical_json
+from imaginarium.models.backend import Backend, Completion, GenerationRequest
+from imaginarium.models.constraint_check import judged_completion
 
 logger = logging.getLogger(__name__)
 

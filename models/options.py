@@ -15,12 +15,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from imaginarium.errors import InputError
-from imaginarium.generators.backend import Backend
+from imaginarium.models.backend import Backend
 from imaginarium.options import Options
 
 Engine = Literal["transformers", "vllm", "openai"]
 StructuredBackend = Literal["llguidance", "outlines_core", "xgrammar"]
-# SmolLM2-135M-Instruct, embedded offline (generators/default_model.py): a real instruction-tuned
+# SmolLM2-135M-Instruct, embedded offline (models/default.py): a real instruction-tuned
 # model that runs on a CPU. `tiny` (a random-weight model, text meaningless) is for fast tests.
 DEFAULT_MODEL = "smollm2-135m"
 # llguidance: enforces integer/number bounds, string lengths, patterns and enums (outlines_core
@@ -75,7 +75,7 @@ def open_backend(options: GenerationOptions, model: str | None = None) -> Backen
     Raises:
         InputError: the served model's key variable is named but empty, or the model cannot be found.
     """
-    from imaginarium.generators.backends import make_backend
+    from imaginarium.models.factory import make_backend
 
     name = model or options.model
     extra: dict[str, object] = {}

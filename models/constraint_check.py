@@ -16,8 +16,8 @@ from typing import Any
 
 import jsonschema
 
-from imaginarium.generators.backend import Completion, Constraint
 from imaginarium.jsonutil import canonical_json
+from imaginarium.models.backend import Completion, Constraint
 
 
 def validate_completion(constraint: Constraint | None, text: str) -> tuple[bool, Any, str | None]:

@@ -16,8 +16,8 @@ import click
 from pydantic import Field, field_validator
 
 from imaginarium.errors import InputError
-from imaginarium.generators.backend import Constraint, GenerationRequest
-from imaginarium.generators.options import DEFAULT_MODEL, GenerationOptions
+from imaginarium.models.backend import Constraint, GenerationRequest
+from imaginarium.models.options import DEFAULT_MODEL, GenerationOptions
 from imaginarium.options import PATH, Options, cli_options, comma_list, parse_cli
 
 DEFAULT_PROMPT = "Produce one example."
@@ -41,7 +41,7 @@ _model_name = click.argument("name", default=DEFAULT_MODEL, required=False)
 @_model_name
 def show(name: str) -> None:
     """Where an embedded model comes from (package, file, licence) and where its conversion lives."""
-    from imaginarium.generators.default_model import describe
+    from imaginarium.models.default import describe
 
     info = describe(name)
     click.echo(f"{info['model']}: {info['title']} ({info['license']}), from {info['upstream']}")
@@ -55,7 +55,7 @@ def show(name: str) -> None:
 @_model_name
 def convert(name: str) -> None:
     """Convert an embedded model now (normally done on first use) and print its directory."""
-    from imaginarium.generators.default_model import ensure_model
+    from imaginarium.models.default import ensure_model
 
     click.echo(str(ensure_model(name)))
 
@@ -67,7 +67,7 @@ def check(name: str) -> None:
 
     A conversion that fails is converted again on next use (or run `imaginarium model convert`).
     """
-    from imaginarium.generators.default_model import check_model
+    from imaginarium.models.default import check_model
 
     report = check_model(name)
     if report["ok"]:
@@ -88,7 +88,7 @@ def tiny(out_dir: Path, seed: int) -> None:
     Its text is meaningless but its constrained outputs are valid: the fast tests use it
     (`--model tiny`). Load it with AutoModelForCausalLM.from_pretrained(DIR).
     """
-    from imaginarium.generators.tiny_model import build_tiny_model
+    from imaginarium.models.tiny import build_tiny_model
 
     click.echo(str(build_tiny_model(out_dir, seed=seed)))
 
@@ -154,7 +154,7 @@ def generate_results(config: GenerateConfig | None = None) -> list[dict[str, Any
     Raises:
         InputError: more than one constraint given, or a constraint that is not valid.
     """
-    from imaginarium.generators.options import open_backend
+    from imaginarium.models.options import open_backend
 
     config = config or GenerateConfig()
     choice = ",".join(config.choice) if config.choice else None
