@@ -40,7 +40,9 @@ def call_tool(tools_file: str | Path, name: str, arguments: str, config: CallCon
 
     config = config or CallConfig()
     tools = read_tools(tools_file)
-    with open_executor(tools, config.execution, simulator_backend=lambda: open_backend(config.generation)) as executor:
+    used = [tool.name for tool in tools if name in (tool.name, tool.source_name)] or [name]
+    with open_executor(tools, config.execution, simulator_backend=lambda: open_backend(config.generation),
+                       used=used) as executor:
         return executor.execute({"name": name, "arguments": arguments})
 
 

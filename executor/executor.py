@@ -47,12 +47,19 @@ from imaginarium.schemas.toolspec import ToolSpec
 Mode = Literal["replay", "record", "simulate"]
 MODES = ("replay", "record", "simulate")
 _INFRASTRUCTURE_ERRORS = {"timeout", "connection_error"}
+# Errors of calls that never reached a tool: not cached, and their observations have no source.
+_NOT_RUN = {"no_executor", "not_allowed", "server_unavailable"}
 _MAX_LISTED_ERRORS = 5
 
 
 def tool_version(tool: ToolSpec) -> str:
     """A short hash of what shapes a tool's responses: its parameters, returns and HTTP binding."""
     return content_hash(tool.model_dump(mode="json", include={"parameters", "returns", "http"}))[:16]
+
+
+def has_live_executor(tool: ToolSpec) -> bool:
+    """True when a live call can be made: a Python tool, an HTTP binding or an MCP binding."""
+    return tool.source.format == PYTHON_FORMAT or tool.http is not None or tool.mcp is not None
 
 
 class Executor:
@@ -70,6 +77,8 @@ class Executor:
         max_chars: int = DEFAULT_MAX_CHARS,
         cache_errors: bool = False,
         python_timeout_s: float = 10.0,
+        mcp: Any = None,
+        allow_destructive: bool | Iterable[str] = False,
     ):
         if mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -84,6 +93,9 @@ class Executor:
         self.max_chars = max_chars
         self.cache_errors = cache_errors
         self.python_timeout_s = python_timeout_s
+        self.mcp = mcp  # McpClients, made on the first live MCP call when not given
+        self.allow_destructive: bool | set[str] = (allow_destructive if isinstance(allow_destructive, bool)
+                                                   else set(allow_destructive))
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
 
     # -- public ----------------------------------------------------------------------------
@@ -95,6 +107,7 @@ class Executor:
         """Run calls in order; in simulate mode all misses go to the backend in one batch."""
         results: list[Observation | None] = [None] * len(calls)
         to_simulate: list[tuple[int, ToolSpec, dict[str, Any]]] = []
+        to_mcp: list[tuple[int, ToolSpec, dict[str, Any], float]] = []
         for index, call in enumerate(calls):
             start = time.perf_counter()
             parsed = self._parse(call)
@@ -108,20 +121,35 @@ class Executor:
                 response = Response(entry.response, "ok" if entry.status == "ok" else "error", entry.error_kind,
                                     entry.content_type, entry.total_chars)
                 results[index] = self._render(response, source, start)
+            elif tool.mcp is not None and self.mode == "record" and self._allowed(tool):
+                to_mcp.append((index, tool, arguments, start))
             elif self._is_local(tool) or self.mode == "record":
                 response = self._run_live(tool, arguments)
                 if self.mode == "record":
                     self._store(tool, arguments, response, "real")
-                results[index] = self._render(response, "real", start)
+                results[index] = self._render(response, _source_of(response), start)
             elif self.mode == "replay":
                 results[index] = error_observation(
                     f"no cached response for {tool.name} with these arguments (replay mode runs nothing live)",
                     "cache_miss", _ms(start))
             else:
                 to_simulate.append((index, tool, arguments))
+        if to_mcp:
+            self._run_mcp(to_mcp, results)
         if to_simulate:
             self._simulate(to_simulate, results)
         return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop what this executor started (MCP servers and their sessions)."""
+        if self.mcp is not None:
+            self.mcp.close()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- parsing and validation ------------------------------------------------------------
     def _parse(self, call: Mapping[str, Any]) -> tuple[ToolSpec, dict[str, Any]] | Observation:
@@ -175,6 +203,11 @@ class Executor:
             except InputError as exc:
                 return Response(str(exc), "error", "no_executor")
             return self._run_python(tool, func, arguments)
+        if not self._allowed(tool):
+            return Response(f"{tool.name} is marked destructive (destructiveHint); it runs live only with "
+                            f"--allow-destructive or --allow-destructive-tools {tool.name}", "error", "not_allowed")
+        if tool.mcp is not None:
+            return self._mcp_clients().call(tool, arguments)
         if tool.http is not None:
             if self.http is None:
                 self.http = HttpExecutor()
@@ -207,6 +240,24 @@ class Executor:
         text, content_type = text_of(outcome.get("value"))
         return Response(text, "ok", content_type=content_type)
 
+    def _allowed(self, tool: ToolSpec) -> bool:
+        allowed = self.allow_destructive
+        return not tool.destructive or allowed is True or (isinstance(allowed, set) and tool.name in allowed)
+
+    def _mcp_clients(self):
+        if self.mcp is None:
+            from imaginarium.executor.mcp import McpClients
+
+            self.mcp = McpClients(timeout_s=self.python_timeout_s)
+        return self.mcp
+
+    def _run_mcp(self, items: list[tuple[int, ToolSpec, dict[str, Any], float]], results: list) -> None:
+        """Live MCP calls of one batch, concurrently (record mode)."""
+        responses = self._mcp_clients().call_many([(tool, arguments) for _, tool, arguments, _ in items])
+        for (index, tool, arguments, start), response in zip(items, responses):
+            self._store(tool, arguments, response, "real")
+            results[index] = self._render(response, _source_of(response), start)
+
     def _simulate(self, items: list[tuple[int, ToolSpec, dict[str, Any]]], results: list) -> None:
         start = time.perf_counter()
         k = getattr(self.simulator, "examples_k", 3)
@@ -219,7 +270,7 @@ class Executor:
             results[index] = render(response, "simulated", max_chars=self.max_chars, latency_ms=elapsed)
 
     def _store(self, tool: ToolSpec, arguments: dict[str, Any], response: Response, source: EntrySource) -> None:
-        if self.cache is None or response.error_kind in _INFRASTRUCTURE_ERRORS or response.error_kind == "no_executor":
+        if self.cache is None or response.error_kind in _INFRASTRUCTURE_ERRORS or response.error_kind in _NOT_RUN:
             return
         if response.status == "error" and not self.cache_errors:
             return
@@ -228,8 +279,13 @@ class Executor:
             source=source, error_kind=response.error_kind, tool_version=tool_version(tool),
             total_chars=response.total_chars, content_type=response.content_type))
 
-    def _render(self, response: Response, source: Source, start: float) -> Observation:
+    def _render(self, response: Response, source: Source | None, start: float) -> Observation:
         return render(response, source, max_chars=self.max_chars, latency_ms=_ms(start))
+
+
+def _source_of(response: Response) -> Source | None:
+    """`real` only when a live call reached the tool; None when nothing ran."""
+    return None if response.error_kind in _NOT_RUN else "real"
 
 
 def _ms(start: float) -> float:

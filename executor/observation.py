@@ -12,6 +12,10 @@ here, for every source (live, cached, simulated), so the rules below hold everyw
 - *Non-JSON text is labelled.* Successful, complete text that does not parse as JSON is prefixed with
   `[non-JSON response (text/html)]` so the model does not mistake a proxy's error page for
   the API's answer.
+- *MCP results are shown as a model reads them.* The cache keeps an MCP tool's normalised result
+  (content type `MCP_RESULT`: text blocks, described images and audio, resource links,
+  structuredContent, isError); the model sees the structured content as JSON when there is
+  some, else the blocks as text, never labelled non-JSON (text is MCP's normal answer).
 - *Untrusted instructions are marked.* The rule (simple on purpose): if the text matches one of
   `INJECTION_PATTERNS` (phrases that address the assistant, such as "ignore previous
   instructions", or chat-template control tokens like `<|im_start|>`), the whole content is
@@ -104,9 +108,15 @@ def render(
 ) -> Observation:
     """Bound, label and mark a response for the model (see the module docstring)."""
     text = response.text
+    structured, schema_error = None, None
+    mcp = response.content_type == MCP_RESULT
+    if mcp:
+        text, structured, schema_error, total_chars = mcp_view(response.text)
+        response = Response(text, response.status, response.error_kind, response.content_type, total_chars)
     total = max(response.total_chars or 0, len(text))
     cut_at_cap = response.total_chars is not None and response.total_chars > len(text)
-    if response.status == "ok" and not cut_at_cap and text.strip() and not is_binary_description(text) and not _is_json(text):
+    if (response.status == "ok" and not mcp and not cut_at_cap and text.strip() and not is_binary_description(text)
+            and not _is_json(text)):
         label = response.content_type or "text"
         text = f"[non-JSON response ({label})]\n{text}"
         total += len(text) - len(response.text)
@@ -127,7 +137,49 @@ def render(
         error_kind=response.error_kind,
         truncated=truncated,
         untrusted=untrusted,
+        structured=structured,
+        schema_error=schema_error,
     )
+
+
+# -- MCP results -------------------------------------------------------------------------------
+MCP_RESULT = "application/vnd.imaginarium.mcp-result+json"
+
+
+def mcp_view(stored: str) -> tuple[str, Any, str | None, int | None]:
+    """(the text the model sees, structuredContent, the schema mismatch, total chars before the
+    live executor's cap) of a stored MCP result; text that is not one is shown as it is."""
+    try:
+        result = json.loads(stored)
+    except ValueError:
+        return stored, None, None, None
+    if not isinstance(result, dict) or not isinstance(result.get("content", []), list):
+        return stored, None, None, None
+    structured = result.get("structuredContent")
+    if structured is not None:
+        text = json.dumps(structured, ensure_ascii=False)
+    else:
+        text = "\n".join(_block_text(block) for block in result.get("content", []) if isinstance(block, dict))
+    total = result.get("totalChars") if isinstance(result.get("totalChars"), int) else None
+    return text, structured, result.get("schemaError"), total
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text", ""))
+    mime = block.get("mimeType") or "unknown type"
+    if kind in ("image", "audio"):
+        return f"[{kind}: {mime}, {block.get('bytes', 0):,} bytes, sha256 {block.get('sha256', '?')}]"
+    if kind == "resource_link":
+        name = block.get("name") or block.get("uri")
+        about = f": {block['description']}" if block.get("description") else ""
+        return f"[resource link: {name} <{block.get('uri')}> ({mime}){about}]"
+    if kind == "resource":
+        if "text" in block:
+            return f"[resource <{block.get('uri')}> ({mime})]\n{block['text']}"
+        return f"[resource <{block.get('uri')}> ({mime}), {block.get('bytes', 0):,} bytes]"
+    return f"[{kind} content]"
 
 
 def _is_json(text: str) -> bool:

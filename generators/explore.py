@@ -610,13 +610,14 @@ def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = N
         `extra.quality` (generators/quality.py).
 
     Raises:
-        InputError: a missing or broken tools file, unknown API names, a corrupt cache.
+        InputError: a missing or broken tools file, unknown API names, a corrupt cache, record
+            mode for tools that nothing can run live.
 
     Example:
         >>> from imaginarium import explore, ExploreConfig
         >>> manifest = explore("tools.jsonl", "runs/explore", ExploreConfig(episodes=2, stm_slots=2))
     """
-    from imaginarium.executor.options import open_executor
+    from imaginarium.executor.options import open_executor, require_live
     from imaginarium.models.options import open_backend
     from imaginarium.schemas.toolspec import read_tools
 
@@ -624,11 +625,14 @@ def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = N
     specs = read_tools(tools)
     chosen = select_apis(specs, config.apis, config.apis_file, tools)
     distractors = nearest_tools(specs, chosen, config.distractors) if config.distractors else None
+    used = set(chosen) | {name for names in (distractors or {}).values() for name in names}
+    if config.execution.cache_mode == "record":
+        require_live(specs, used)  # before anything is written or loaded: record mode must record
     engine = (config.generation.backend, config.generation.model, config.generation.revision)
     if _writer(out, tools, chosen, config, distractors, engine).done:  # a no-op: no model loaded
         return read_manifest(out) or {}
     backend = open_backend(config.generation)
-    with open_executor(specs, config.execution, simulator_backend=lambda: backend) as executor:
+    with open_executor(specs, config.execution, simulator_backend=lambda: backend, used=used) as executor:
         return explore_stage(out, tools, specs, chosen, backend, executor, config, distractors=distractors,
                              progress=progress)
 

@@ -358,6 +358,14 @@ def comma_list(value: Any) -> Any:
     return value
 
 
+def named_list(value: Any) -> Any:
+    """A before-validator for lists of names: as `comma_list`, but a blank value is an error
+    (where an empty list is the default, giving the option empty is a mistake, not a choice)."""
+    if isinstance(value, str) and not value.strip(" ,"):
+        raise ValueError("give at least one name")
+    return comma_list(value)
+
+
 def iter_commands(group: click.Group, ctx: click.Context | None = None, path: tuple[str, ...] = ()
                   ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     """Every leaf command of a click group with its path (for tests and docs)."""

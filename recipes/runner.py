@@ -59,8 +59,8 @@ class StageKind:
 
 
 KINDS = {
-    "tools": StageKind("imaginarium.recipes.runner:tools_stage", "imaginarium.schemas.importers:ImportConfig",
-                       ("sources",), "tools.jsonl", ("sources",)),
+    "tools": StageKind("imaginarium.recipes.runner:tools_stage", "imaginarium.executor.tools_import:ImportConfig",
+                       ("sources",), "tools.jsonl", ("sources", "mcp_config")),
     "cache": StageKind("imaginarium.recipes.runner:response_cache", "imaginarium.recipes.runner:CacheConfig",
                        ("source",), "cache.sqlite", ("source",)),
     "explore": StageKind("imaginarium.generators.explore:explore", "imaginarium.generators.explore:ExploreConfig",
@@ -95,12 +95,13 @@ def response_cache(source: str | Path | None = None, *, out: Path, config: Cache
     return out
 
 
-def tools_stage(sources: list[str | Path], *, out: Path, config: Options | None = None, progress: bool = True) -> Path:
-    """The `tools` stage: `tools import` into the run directory."""
-    from imaginarium.schemas.importers import ImportConfig, import_tools
+def tools_stage(sources: list[str | Path] | None = None, *, out: Path, config: Options | None = None,
+                progress: bool = True) -> Path:
+    """The `tools` stage: `tools import` (files, live MCP servers) into the run directory."""
+    from imaginarium.executor.tools_import import ImportConfig, import_tools
 
-    import_tools(sources if isinstance(sources, list) else [sources], out,
-                 config if isinstance(config, ImportConfig) else None)
+    sources = sources if isinstance(sources, list) else [sources] if sources else []
+    import_tools(sources, out, config if isinstance(config, ImportConfig) else None)
     return out
 
 

@@ -1,30 +1,29 @@
 """`imaginarium tools ...`: import tool descriptions into tools.jsonl, validate it, look inside.
 
-Thin shells over `imaginarium.schemas.importers.import_tools`, `validate_tools` and
-`read_tools`; bad input raises InputError, which the top-level CLI prints as one line (exit 2).
+Thin shells over `validate_tools` and `read_tools` (`tools import` and `tools call` are in the
+executor layer); bad input raises InputError, which the top-level CLI prints as one line (exit 2).
 """
 
 from __future__ import annotations
 
-import collections
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from imaginarium.cli import LazyGroup
 from imaginarium.errors import InputError
-from imaginarium.options import PATH, cli_options, out_option, parse_cli
-from imaginarium.schemas.importers import ImportConfig, import_tools
+from imaginarium.options import PATH
 from imaginarium.schemas.toolspec import ToolSpec, read_tools
 
 DECODER = "outlines_core"
 _DESCRIPTION_WIDTH = 60
 
 
-# `tools call` lives with the executor (a layer above): named here, imported only when used.
-@click.group(cls=LazyGroup, lazy_commands={"call": "imaginarium.executor.cli:call_command"})
+# `tools import` (it lists live MCP servers) and `tools call` live with the executor, a layer
+# above: named here, imported only when used.
+@click.group(cls=LazyGroup, lazy_commands={"import": "imaginarium.executor.tools_import:import_command",
+                                           "call": "imaginarium.executor.cli:call_command"})
 def tools() -> None:
     """Import, validate and inspect tool descriptions (tools.jsonl, one ToolSpec per line).
 
@@ -34,33 +33,6 @@ def tools() -> None:
       imaginarium tools validate tools.jsonl
       imaginarium tools show tools.jsonl get_current_weather
     """
-
-
-@tools.command("import")
-@click.argument("sources", nargs=-1, required=True, type=PATH)
-@out_option("tools.jsonl to write.", directory=False)
-@cli_options(ImportConfig)
-def import_command(sources: tuple[Path, ...], out: Path, **params: Any) -> None:
-    """Import tool descriptions from SOURCES (JSON or YAML files) into one tools.jsonl.
-
-    Formats: OpenAI function/tool lists, OpenAPI 3 documents, ToolBench/RapidAPI API
-    descriptions (STE's API_descriptions.json, BMTools entries, ToolBench per-tool files) and
-    MCP tools/list results. Any broken input fails the whole import (exit 2, no output file)
-    unless --skip-invalid.
-
-    \b
-    Example:
-      imaginarium tools import functions.json petstore.yaml -o out/tools.jsonl
-      imaginarium tools import API_descriptions.json --format toolbench -o tools.jsonl
-    """
-    written, skipped = import_tools(sources, out, parse_cli(ImportConfig, params))
-    for where, why in skipped:
-        click.echo(f"skipped {where}: {why}", err=True)
-    per_file = collections.Counter(tool.source.file for tool in written)
-    for source in sources:
-        click.echo(f"{per_file.get(str(source), 0):6d} tools  {source}")
-    summary = f"wrote {len(written)} tools to {out}"
-    click.echo(summary + (f" ({len(skipped)} skipped)" if skipped else ""))
 
 
 @tools.command("validate")

@@ -20,6 +20,9 @@ Source = Literal["real", "cached", "simulated"]
 Action = Literal["call", "final_answer", "invalid"]
 
 
+_OPTIONAL_OBSERVATION_KEYS = ("structured", "schema_error")
+
+
 @dataclass
 class Observation:
     """The result of one call, as the model sees it.
@@ -36,13 +39,21 @@ class Observation:
     error_kind: str | None = None
     truncated: bool = False
     untrusted: bool = False
+    # MCP tools: the result's structuredContent, and why it does not match the tool's
+    # outputSchema (flagged, not fatal). Absent from the stored form when None.
+    structured: Any = None
+    schema_error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for key in _OPTIONAL_OBSERVATION_KEYS:
+            if data[key] is None:
+                del data[key]
+        return data
 
     @classmethod
     def from_json(cls, text: str) -> Observation:

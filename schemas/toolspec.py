@@ -68,6 +68,28 @@ class HttpBinding(BaseModel):
     content_type: str | None = None
 
 
+class McpBinding(BaseModel):
+    """How to reach an MCP server live: its name, transport, command or URL.
+
+    Only *names* of secrets are kept: `env` lists the environment variables the server needs
+    (their values come from the environment, or from an `mcpServers` file given at run time),
+    `headers` maps each HTTP header to a template whose only variable parts are `${VAR}`
+    references, or to None when the source file had a literal value (given again at run time).
+    A tools file can therefore be shared and published without leaking a token.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str
+    transport: Literal["stdio", "http"]
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+    url: str | None = None
+    env: list[str] = Field(default_factory=list)
+    headers: dict[str, str | None] = Field(default_factory=dict)
+
+
 class ToolSpec(BaseModel):
     """A tool: name, description, parameters (JSON Schema object) and where it came from."""
 
@@ -81,6 +103,15 @@ class ToolSpec(BaseModel):
     category: str | None = None
     source: ToolSource
     http: HttpBinding | None = None
+    mcp: McpBinding | None = None
+    # Behaviour hints as the source gave them (MCP: readOnlyHint, destructiveHint, idempotentHint,
+    # openWorldHint). `destructiveHint: true` keeps a tool from running live unless allowed.
+    annotations: dict[str, Any] | None = None
+
+    @property
+    def destructive(self) -> bool:
+        """True when the source marked the tool destructive (MCP `destructiveHint: true`)."""
+        return bool(self.annotations and self.annotations.get("destructiveHint") is True)
 
     @field_validator("name")
     @classmethod

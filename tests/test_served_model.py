@@ -39,7 +39,7 @@ def served(server, monkeypatch):
 @pytest.fixture(scope="module")
 def toolset(tmp_path_factory):
     from imaginarium.executor.cache import import_cache
-    from imaginarium.schemas.importers import import_tools
+    from imaginarium.executor.tools_import import import_tools
 
     root = tmp_path_factory.mktemp("served")
     import_tools([TOOLSET / "python_tools.json", TOOLSET / "openapi.yaml"], root / "tools.jsonl")

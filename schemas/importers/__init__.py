@@ -8,7 +8,8 @@ yes) and returns the ToolSpecs; problems raise InputError naming the file and JS
 An importer whose `load` also takes `errors: list | None` can skip single broken tools (it
 appends `(where, why)` and goes on); for one that cannot, `--skip-invalid` skips its whole file.
 Importer modules are imported by name when needed, so a format whose module is missing is
-simply unknown.
+simply unknown. Writing a tools file from files and live MCP servers is
+`imaginarium.executor.tools_import.import_tools` (listing a live server needs the executor).
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from types import ModuleType
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field
 
 from imaginarium.errors import InputError
-from imaginarium.options import Options
 from imaginarium.schemas.importers.base import Skipped, bare_message, where
-from imaginarium.schemas.toolspec import ToolSpec, write_tools
+from imaginarium.schemas.toolspec import ToolSpec
 
 # Auto-detection tries these in order: the most specific shapes first.
 FormatName = Literal["openapi", "mcp", "openai", "toolbench", "python"]
@@ -138,42 +137,3 @@ def import_files(
             first_seen[tool.name] = here
             tools.append(tool)
     return tools, skipped or []
-
-
-class ImportConfig(Options):
-    """How `tools import` reads its sources."""
-
-    format: Literal["auto"] | FormatName = Field(
-        "auto", description="Input format; auto picks the first that fits, trying " + ", ".join(FORMATS) + ".")
-    skip_invalid: bool = Field(False, description="Skip broken files and tools (each reported) instead of failing.")
-
-
-def import_tools(sources: Iterable[str | Path], out: str | Path, config: ImportConfig | None = None
-                 ) -> tuple[list[ToolSpec], list[Skipped]]:
-    """Import tool descriptions from `sources` into the tools file `out`.
-
-    Args:
-        sources: JSON or YAML files (OpenAI functions, OpenAPI 3, ToolBench/RapidAPI, MCP
-            tools/list, Python tool listings).
-        out: the tools.jsonl to write, atomically, only when every tool is well (or
-            `skip_invalid` is set).
-        config: the format and whether to skip broken tools (default: auto, strict).
-
-    Returns:
-        The tools written and the skipped ones as (where, why).
-
-    Raises:
-        InputError: a missing, unreadable or malformed source (naming the file and pointer), or
-            nothing to write.
-
-    Example:
-        >>> from imaginarium import import_tools
-        >>> tools, skipped = import_tools(["openapi.yaml"], "tools.jsonl")
-    """
-    config = config or ImportConfig()
-    tools, skipped = import_files(sources, config.format, config.skip_invalid)
-    if not tools:
-        reason = f" ({len(skipped)} skipped; the first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-        raise InputError(f"no tools to write{reason}", where=str(out))
-    write_tools(out, tools)
-    return tools, skipped

@@ -45,11 +45,13 @@ def make_tool(
     returns: dict[str, Any] | None = None,
     category: str | None = None,
     field_pointers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> ToolSpec:
     """A validated ToolSpec; an invalid field raises InputError at that field's pointer.
 
     `field_pointers` maps ToolSpec fields (parameters, returns, ...) to where they sit in the
-    source document, so "invalid JSON Schema" names the exact place to fix.
+    source document, so "invalid JSON Schema" names the exact place to fix. `extra` holds the
+    other ToolSpec fields (a live binding, annotations).
     """
     try:
         return ToolSpec(
@@ -60,6 +62,7 @@ def make_tool(
             returns=returns,
             category=category,
             source=ToolSource(format=format, file=file, pointer=pointer),
+            **extra,
         )
     except ValidationError as exc:
         error = exc.errors()[0]
