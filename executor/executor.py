@@ -54,7 +54,10 @@ _MAX_LISTED_ERRORS = 5
 
 def tool_version(tool: ToolSpec) -> str:
     """A short hash of what shapes a tool's responses: its parameters, returns and HTTP binding."""
-    return content_hash(tool.model_dump(mode="json", include={"parameters", "returns", "http"}))[:16]
+    shape = tool.model_dump(mode="json", include={"parameters", "returns", "http"})
+    if shape.get("http") and shape["http"].get("auth") is None:
+        del shape["http"]["auth"]  # auth hints arrived later: tools without them keep their version
+    return content_hash(shape)[:16]
 
 
 def has_live_executor(tool: ToolSpec) -> bool:

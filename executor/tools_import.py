@@ -27,6 +27,14 @@ from imaginarium.schemas.toolspec import ToolSpec, write_tools
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
+class NothingImported(InputError):
+    """No tool survived: `skipped` says why for each (the command prints them all)."""
+
+    def __init__(self, message: str, *, where: str | None = None, skipped: list[Skipped] | None = None):
+        super().__init__(message, where=where)
+        self.skipped = skipped or []
+
+
 class ImportConfig(Options):
     """How `tools import` reads its sources: the format of files, and which live MCP servers to list."""
 
@@ -46,6 +54,12 @@ class ImportConfig(Options):
                                            "Repeatable.")
     mcp_start_timeout: float = Field(30.0, gt=0, le=3600, json_schema_extra={"fingerprint": False},
                                      description="Seconds an MCP server may take to start and answer.")
+    allow_empty: bool = Field(False, description=(
+        "Keep tools with neither a description nor parameters (normally a sign of an unresolved "
+        "reference or a broken source)."))
+    allow_python_import: bool = Field(False, description=(
+        "Let a Python tool listing import the modules it names. This RUNS their code; only for listings you "
+        "trust. The package's own built-ins need no permission."))
 
     _lists = field_validator("mcp_server", mode="before")(named_list)
 
@@ -97,8 +111,8 @@ def list_server_tools(server: McpServer, clients: Any) -> list[ToolSpec]:
     return tools
 
 
-def import_tools(sources: Iterable[str | Path], out: str | Path, config: ImportConfig | None = None
-                 ) -> tuple[list[ToolSpec], list[Skipped]]:
+def import_tools(sources: Iterable[str | Path], out: str | Path, config: ImportConfig | None = None, *,
+                 warnings: list[Skipped] | None = None) -> tuple[list[ToolSpec], list[Skipped]]:
     """Import tool descriptions from files and live MCP servers into the tools file `out`.
 
     Args:
@@ -107,6 +121,8 @@ def import_tools(sources: Iterable[str | Path], out: str | Path, config: ImportC
         out: the tools.jsonl to write, atomically, only when every tool is well (or
             `skip_invalid` is set).
         config: the format, whether to skip broken tools, and the MCP servers to list.
+        warnings: a list that receives (where, why) for what was dropped without dropping a
+            tool (a broken response schema).
 
     Returns:
         The tools written and the skipped ones as (where, why).
@@ -123,10 +139,13 @@ def import_tools(sources: Iterable[str | Path], out: str | Path, config: ImportC
     """
     config = config or ImportConfig()
     sources = list(sources)
+    if any(Path(source).resolve() == Path(out).resolve() for source in sources):
+        raise InputError("the output is one of the inputs; write the tools file elsewhere", where=str(out))
     servers = config.servers()
     if not sources and not servers:
         raise InputError("nothing to import: give SOURCES, --mcp-config, --mcp-command or --mcp-url")
-    tools, skipped = import_files(sources, config.format, config.skip_invalid) if sources else ([], [])
+    tools, skipped = (import_files(sources, config.format, config.skip_invalid, warnings=warnings,
+                                   allow_python_import=config.allow_python_import) if sources else ([], []))
     if servers:
         from imaginarium.executor.mcp import McpClients
 
@@ -150,11 +169,29 @@ def import_tools(sources: Iterable[str | Path], out: str | Path, config: ImportC
                         continue
                     seen[tool.name] = where(tool.source.file or "", tool.source.pointer)
                     tools.append(tool)
+    if not config.allow_empty:
+        tools = _without_empty(tools, skipped if config.skip_invalid else None)
     if not tools:
         reason = f" ({len(skipped)} skipped; the first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-        raise InputError(f"no tools to write{reason}", where=str(out))
+        raise NothingImported(f"no tools to write{reason}", where=str(out), skipped=skipped)
     write_tools(out, tools)
     return tools, skipped
+
+
+def _without_empty(tools: list[ToolSpec], skipped: list[Skipped] | None) -> list[ToolSpec]:
+    """The tools that say something: an empty one (no description, no parameters) raises, or is
+    recorded in `skipped` when given."""
+    kept = []
+    for tool in tools:
+        if tool.description.strip() or tool.parameters.get("properties"):
+            kept.append(tool)
+            continue
+        problem = InputError(f"tool {tool.source_name!r} has neither a description nor parameters (an unresolved "
+                             "reference? --allow-empty keeps it)", where=where(tool.source.file or "", tool.source.pointer))
+        if skipped is None:
+            raise problem
+        skipped.append((problem.where or "", bare_message(problem)))
+    return kept
 
 
 @click.command("import")
@@ -178,7 +215,15 @@ def import_command(sources: tuple[Path, ...], out: Path, **params: Any) -> None:
       imaginarium tools import --mcp-config servers.json -o mcp.jsonl
       imaginarium tools import --mcp-command "mcp-server-time --local-timezone UTC" -o time.jsonl
     """
-    written, skipped = import_tools(sources, out, parse_cli(ImportConfig, params))
+    warnings: list[Skipped] = []
+    try:
+        written, skipped = import_tools(sources, out, parse_cli(ImportConfig, params), warnings=warnings)
+    except NothingImported as exc:
+        for place, why in exc.skipped:
+            click.echo(f"skipped {place}: {why}", err=True)
+        raise
+    for place, why in warnings:
+        click.echo(f"warning: {place}: {why}", err=True)
     for place, why in skipped:
         click.echo(f"skipped {place}: {why}", err=True)
     per_source = collections.Counter(tool.source.file for tool in written)
@@ -187,4 +232,5 @@ def import_command(sources: tuple[Path, ...], out: Path, **params: Any) -> None:
     for server, count in per_source.items():
         click.echo(f"{count:6d} tools  {server}")
     summary = f"wrote {len(written)} tools to {out}"
-    click.echo(summary + (f" ({len(skipped)} skipped)" if skipped else ""))
+    notes = [f"{len(skipped)} skipped"] * bool(skipped) + [f"{len(warnings)} warnings"] * bool(warnings)
+    click.echo(summary + (f" ({', '.join(notes)})" if notes else ""))

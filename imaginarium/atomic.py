@@ -19,8 +19,18 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     On an exception the temporary file is removed and `target` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, no permission: the user's path, not a bug
+        from imaginarium.errors import InputError
+
+        raise InputError(f"cannot create its folder ({exc.strerror or exc})", where=str(target)) from None
+    if target.is_dir():
+        from imaginarium.errors import InputError
+
+        raise InputError("is a directory, not a file", where=str(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -38,6 +48,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -34,9 +34,9 @@ def raw_server(mode: str) -> None:
         time.sleep(3600)
     tools = [{"name": "mismatch", "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}},
               "outputSchema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
-             {"name": "garbage", "inputSchema": {"type": "object"}}]
+             {"name": "garbage", "description": "Answers a malformed result.", "inputSchema": {"type": "object"}}]
     if mode == "--null-schema":
-        tools.append({"name": "broken_tool", "inputSchema": None})
+        tools.append({"name": "broken_tool", "description": "Listed with a null schema.", "inputSchema": None})
     for line in sys.stdin:
         message = json.loads(line)
         if "id" not in message:

@@ -85,7 +85,7 @@ def test_unknown_format_option_is_a_usage_error(run, tmp_path):
 def test_wrong_explicit_format_names_the_file(run, tmp_path):
     out = tmp_path / "tools.jsonl"
     code, _, stderr = run("tools", "import", OPENAI_FILE, "--format", "mcp", "-o", out)
-    assert code == 2 and stderr == f"error: {OPENAI_FILE}: not an MCP tools/list result\n"
+    assert code == 2 and stderr == f"error: {OPENAI_FILE}: not a mcp document, as --format mcp says; it looks like openai\n"
     assert not out.exists()
 
 
@@ -94,7 +94,8 @@ def test_skip_invalid_with_nothing_left_fails(run, tmp_path):
     out = tmp_path / "tools.jsonl"
     code, _, stderr = run("tools", "import", bad, "--skip-invalid", "-o", out)
     assert code == 2
-    assert stderr.splitlines() == [f"error: {out}: no tools to write (1 skipped; the first: {bad}:3:19: invalid JSON: Expecting value)"]
+    assert stderr.splitlines() == [f"skipped {bad}:3:19: invalid JSON: Expecting value",
+                                   f"error: {out}: no tools to write (1 skipped; the first: {bad}:3:19: invalid JSON: Expecting value)"]
     assert not out.exists()
 
 
@@ -112,7 +113,7 @@ def test_skip_invalid_writes_the_good_and_reports_every_skipped(run, tmp_path):
     reported = stderr.splitlines()
     assert reported[:2] == [
         f"skipped {mixed}#/1/name: missing or empty 'name'",
-        f"skipped {mixed}#/2/parameters: parameters: parameters must be a JSON Schema with type 'object'",
+        f"skipped {mixed}#/2/parameters: parameters: must be a JSON Schema with type 'object'",
     ]
     for case, (_, expected) in bad.items():
         assert any(line.startswith(f"skipped {expected}") for line in reported), case

@@ -102,3 +102,39 @@ def require_name(entry: dict[str, Any], key: str, file: str, pointer: str) -> st
         raise InputError(f"missing or empty {key!r}", where=where(file, join(pointer, key)))
     return name
 
+
+
+MAX_DEPTH = 128  # nesting levels of a source document; real API descriptions stay far below
+
+
+def check_document(document: Any, file: str) -> None:
+    """Refuse what no importer should have to handle, naming the JSON pointer: nesting deeper
+    than MAX_DEPTH, numbers that JSON cannot carry (NaN, Infinity, 1e999: a schema with them
+    would be written and then refused), strings with lone surrogates (not UTF-8)."""
+    import math
+
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack:
+        node, pointer, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(f"nested more than {MAX_DEPTH} levels deep", where=where(file, pointer))
+        if isinstance(node, float) and not math.isfinite(node):
+            raise InputError(f"{node} is not a JSON number (non-finite numbers are refused)", where=where(file, pointer))
+        if isinstance(node, str):
+            _check_text(node, file, pointer)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                here = join(pointer, str(key))
+                _check_text(str(key), file, here)
+                stack.append((value, here, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((value, join(pointer, index), depth + 1) for index, value in enumerate(node))
+
+
+def _check_text(text: str, file: str, pointer: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        safe = pointer.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InputError(f"text with a lone surrogate (\\u{ord(text[exc.start]):04x}) is not UTF-8",
+                         where=where(file, safe)) from None

@@ -97,23 +97,43 @@ def detect(document: Any) -> bool:
     return isinstance(document, dict) and isinstance(document.get(LISTING_KEY), list)
 
 
-def load(document: Any, file: str) -> list[ToolSpec]:
+_REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
+# The package's own tools (executor/builtins.py) import without asking: their code ships here.
+_OWN_PACKAGE = "imaginarium."
+
+
+def load(document: Any, file: str, allow_python_import: bool = False) -> list[ToolSpec]:
     """The ToolSpecs of a listing (the `python` importer format of `imaginarium tools import`).
 
     Each entry is "module:function", or "module" for all tools its `TOOLS()` returns (the way
-    a module ships tools with hand-written `returns` schemas, as builtins.py does).
+    a module ships tools with hand-written `returns` schemas, as builtins.py does). Importing a
+    module runs its code, so a listing naming modules other than the package's own needs
+    `allow_python_import` (`--allow-python-import`); only the modules named are imported.
     """
-    tools = []
+    if not detect(document):
+        raise InputError(f'not a Python tool listing: expected {{"{LISTING_KEY}": ["module:function", ...]}}',
+                         where=file)
+    references = []
     for index, reference in enumerate(document[LISTING_KEY]):
+        at = f"{file}#/{LISTING_KEY}/{index}"
+        if not isinstance(reference, str) or not _REFERENCE.match(reference):
+            raise InputError(f"expected 'module:function' or 'module', got {reference!r}", where=at)
+        references.append(reference)
+    foreign = sorted({r.partition(":")[0] for r in references if not r.startswith(_OWN_PACKAGE)})
+    if foreign and not allow_python_import:
+        raise InputError(f"importing this listing runs the code of module(s) {', '.join(foreign[:5])}: pass "
+                         "--allow-python-import to allow it", where=file)
+    tools = []
+    for index, reference in enumerate(references):
         pointer = f"/{LISTING_KEY}/{index}"
         at = f"{file}#{pointer}"
-        if not isinstance(reference, str):
-            raise InputError("expected a string 'module:function' or 'module'", where=at)
         module_name, _, attribute = reference.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise InputError(f"cannot import module {module_name!r} ({exc})", where=at) from None
+        except Exception as exc:  # the module's own code failed while importing
+            raise InputError(f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}", where=at) from None
         if attribute:
             func = getattr(module, attribute, None)
             if not callable(func):
