@@ -61,6 +61,8 @@ PARAMETERS_LIMIT = 128 * 1024  # beyond it deeper levels go (a schema that size 
 _IGNORED_HEADERS = {"accept", "content-type", "authorization"}
 # Keywords that exist only in OpenAPI's schema dialect, not in JSON Schema 2020-12.
 _OPENAPI_ONLY = {"discriminator", "xml", "externalDocs", "nullable"}
+# Draft 2019-09 keywords some 3.1 specs still write; 2020-12 has no place for them.
+_OLDER_DRAFTS = {"$recursiveAnchor", "$recursiveRef"}
 _ANNOTATIONS = {"description", "summary", "title", "examples", "default", "deprecated", "readOnly", "writeOnly"}
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
@@ -406,7 +408,9 @@ class _Importer:
                 out[key] = self.schema(value, here, direction, stack)
             elif key == "example":
                 out.setdefault("examples", [value])
-            elif key not in _OPENAPI_ONLY and not key.startswith("x-"):
+            elif key == "required" and isinstance(value, list):
+                out[key] = list(dict.fromkeys(value)) if all(isinstance(v, str) for v in value) else value
+            elif key not in _OPENAPI_ONLY and key not in _OLDER_DRAFTS and not key.startswith("x-"):
                 out[key] = value
         _convert_exclusive_bounds(out)
         _drop_hidden_properties(out, "readOnly" if direction == "input" else "writeOnly")
