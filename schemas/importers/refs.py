@@ -82,6 +82,7 @@ class Bundle:
         if "://" in location or location.startswith("//"):
             raise InputError(f"remote $ref {ref!r} is refused (imports do not reach the network); "
                              "download it and refer to the local copy", where=where)
+        target_file: Path | None
         if location:
             if base is None:
                 raise InputError(f"file $ref {ref!r} needs the spec's own path", where=where)

@@ -196,15 +196,15 @@ class _Converter:
                                                                jsonpointer.join(pointer, "responses")).items()}
         return out
 
-    def form_body(self, form: dict[str, tuple[dict, str]], consumes: list[str]) -> dict[str, Any]:
-        properties, required = {}, []
+    def form_body(self, form: dict[Any, tuple[dict, str]], consumes: list[str]) -> dict[str, Any]:
+        properties: dict[str, Any] = {}
+        required: list[str] = []
         has_file = False
         for name, (parameter, where) in form.items():
             if not isinstance(name, str):
                 raise self.error("a formData parameter needs a `name`", where)
-            schema = self.parameter_schema(parameter, where)
+            properties[name] = self.parameter_schema(parameter, where)
             has_file = has_file or parameter.get("type") == "file"
-            properties[name] = schema
             if parameter.get("required"):
                 required.append(name)
         media = _MULTIPART if has_file or (_MULTIPART in consumes and _FORM not in consumes) else _FORM
@@ -222,8 +222,8 @@ class _Converter:
                 return _refs(raw)  # unresolvable: the importer names it
             raw = target  # a parameter from another file (bundled): converted here
         parameter = self.mapping(raw, pointer)
-        out = {key: parameter[key] for key in ("name", "in", "description", "required", "deprecated")
-               if key in parameter}
+        out: dict[str, Any] = {key: parameter[key] for key in ("name", "in", "description", "required", "deprecated")
+                               if key in parameter}
         out["schema"] = self.parameter_schema(parameter, pointer)
         return out
 
