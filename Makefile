@@ -8,7 +8,7 @@ export TORCHDYNAMO_DISABLE := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install quickstart test lint axolotl-env axolotl-ci
+.PHONY: install quickstart test lint soak axolotl-env axolotl-ci
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -38,6 +38,11 @@ quickstart: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q
+
+# The reliability soak (tests/soak): SIGKILL at random points of every stage, then resume; run
+# by .ci/run after the tests. Not part of `make test` (it takes minutes).
+soak: install
+	$(VENV)/bin/python -m pytest -q -m soak tests/soak
 
 # Lint and types (pyproject.toml says which rules and why). mypy reads the package as installed:
 # build/typecheck links the folders as imaginarium.<folder>, the layout pyproject maps them to.

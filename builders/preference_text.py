@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from imaginarium.errors import InputError
+from imaginarium.hygiene import neutral_messages
 
 ARROW_SCHEMA = pa.schema([
     pa.field("question_id", pa.string(), nullable=False),
@@ -37,7 +38,9 @@ ARROW_SCHEMA = pa.schema([
 
 
 def chat_messages(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Record messages as chat templates expect them: no null fields, call arguments as objects."""
+    """Record messages as chat templates expect them: no null fields, call arguments as objects,
+    no chat control token in any text (rows stored before neutralisation included)."""
+    messages = neutral_messages(list(messages))
     out = []
     for message in messages:
         clean = {key: value for key, value in message.items() if value is not None}

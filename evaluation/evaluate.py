@@ -26,8 +26,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from imaginarium.atomic import atomic_path
+from imaginarium.errors import InputError
 from imaginarium.evaluation.items import (
+    BadRows,
     EvalItem,
+    ast_schema_problem,
     load_batches,
     load_predictions,
     ste_api_list,
@@ -74,6 +77,8 @@ class EvalConfig(Options):
         "tools.jsonl whose parameter schemas guide --args-match ast (matched by name or source name)."))
     ground: bool | None = Field(None, json_schema_extra={"cli": False}, description=(
         "Map unknown API names to the closest known one (default: on for ste-paper only)."))
+    skip_invalid: bool = Field(False, description=(
+        "Skip malformed rows (a count and the first reasons on stderr) instead of failing."))
 
 
 def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: str | Path | None = None,
@@ -91,7 +96,8 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
         The metrics report (see metrics.compute_metrics), with `args_match` and `judged`.
 
     Raises:
-        InputError: a missing or malformed predictions, batches or tools file.
+        InputError: a missing or malformed predictions, batches or tools file; a malformed row
+            (unless `config.skip_invalid`: then it is skipped and reported on stderr).
 
     Example:
         >>> from imaginarium import evaluate, EvalConfig
@@ -100,9 +106,15 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
     config = config or EvalConfig()
     fmt, args_match, batches, tools, ground = config.format, config.args_match, config.batches, config.tools, config.ground
     items_out = out
-    items = load_predictions(predictions, fmt)
+    bad = BadRows(config.skip_invalid)
+    items = load_predictions(predictions, fmt, args_match=args_match, bad=bad)
     schemas, descriptions = tool_schemas(tools) if tools else ({}, {})
+    if args_match == "ast":
+        _check_ast_schemas(schemas, tools)
     batch_map = load_batches(batches) if batches else None
+    bad.check()  # every row read and checked before any judge loads
+    if bad and not items:
+        raise bad.nothing_left("items", str(predictions))
     ground = (args_match == "ste-paper") if ground is None else ground
     known = _known_names(items, schemas, args_match)
 
@@ -132,9 +144,19 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
     report = compute_metrics(rows, batch_map)
     report["args_match"] = args_match
     report["judged"] = len(to_judge)
+    if bad:
+        report["skipped_invalid"] = len(bad)
     if items_out:
         _write_items(items_out, items, rows)
     return report
+
+
+def _check_ast_schemas(schemas: dict[str, dict], tools: str | Path | None) -> None:
+    """The AST matcher reads each property's schema: one that is not an object is refused up front."""
+    for name, schema in schemas.items():
+        problem = ast_schema_problem(schema) if schema else None
+        if problem:
+            raise InputError(f"tool {name!r}: parameters: {problem}", where=str(tools))
 
 
 def _known_names(items: list[EvalItem], schemas: dict[str, dict], args_match: str) -> list[str]:

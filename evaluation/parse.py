@@ -144,6 +144,8 @@ def parse_tool_calls(message: dict[str, Any]) -> ParsedCall:
     exactly one call per item. Content holding a ReAct or JSON call is read as such.
     """
     calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):  # items.check_output refuses such rows; a direct call gets an error
+        return _error("tool_calls is not a list")
     if len(calls) > 1:
         return _error(f"{len(calls)} tool calls; one was expected")
     if calls:

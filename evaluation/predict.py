@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,12 @@ from pydantic import Field
 
 from imaginarium.atomic import atomic_write_text
 from imaginarium.errors import InputError
+from imaginarium.evaluation.items import check_name, check_names, check_values, document_rows, json_object
 from imaginarium.models.backend import Backend
 from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options
+from imaginarium.schemas.jsonpointer import join
+from imaginarium.trice.questions import BadRows, JsonProblem, Row, loads, read_document, read_jsonl, read_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 _KEY = r'"[A-Za-z_][A-Za-z0-9_]{0,31}"'
@@ -56,27 +60,88 @@ def call_regex(names: list[str], max_args: int = 8) -> str:
     return f"Action: (?:{alternatives})\nAction Input: \\{{{pairs}\\}}"
 
 
-def load_test_items(path: str | Path) -> list[dict[str, Any]]:
-    """Items of an STE-shaped test file (object API -> items, list, or JSONL), in file order."""
+def load_test_items(path: str | Path, bad: BadRows | None = None) -> list[dict[str, Any]]:
+    """Items of an STE-shaped test file (object API -> items, list, or JSONL), in file order,
+    each checked by `check_test_item`.
+
+    Args:
+        path: the file.
+        bad: where bad rows go; None: the first bad row raises (after the whole file is read).
+    """
+    return [row.value for row in _read_items(path, bad)]
+
+
+def _read_items(path: str | Path, bad: BadRows | None = None) -> list[Row]:
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", where=str(path))
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+    collect = bad if bad is not None else BadRows()
+    items = []
+    for row in _rows(path, collect):
         try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise InputError(f"neither JSON nor JSON Lines ({exc.msg})", where=str(path)) from None
-    items = [row for group in data.values() for row in group] if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise InputError("expected an object of API name -> items, or a list of items", where=str(path))
-    for number, item in enumerate(items):
-        for key in ("query", "action", "action_input"):
-            if not isinstance(item, dict) or key not in item:
-                raise InputError(f"item {number}: missing field {key}", where=str(path))
+            check_values(row.value, row.where)
+            check_test_item(row.value, row.where)
+            items.append(row)
+        except InputError as exc:
+            collect.add(exc)
+    if bad is None:
+        collect.check()
     return items
+
+
+def _rows(path: Path, bad: BadRows) -> Iterator[Row]:
+    """The rows of a JSON document (object API -> items, or a list) or of a JSONL file."""
+    text = read_text(path)
+    if not text.strip():
+        return iter([])
+    try:
+        data = loads(text)
+    except JsonProblem as exc:
+        if not _looks_like_jsonl(text, exc):
+            raise InputError(exc.message, where=f"{path}:{exc.line}") from None
+        return read_jsonl(path, bad, text)
+    if isinstance(data, dict) and ("query" in data or "action" in data) and \
+            not all(isinstance(group, list) for group in data.values()):
+        return iter([Row(f"{path}:1", 0, data)])  # JSONL with one row
+    return document_rows(path, data, bad)
+
+
+def _looks_like_jsonl(text: str, problem: JsonProblem) -> bool:
+    """Whether a text that is not one JSON value is JSON Lines: one value followed by more, or
+    a first line too deep to parse that is one value on its own, or one of the first three
+    lines an object on its own (the lines before it broken)."""
+    if problem.kind == "syntax" and problem.detail == "Extra data":
+        return True
+    lines = [line for _, line in zip(range(3), (line for line in text.split("\n") if line.strip()))]
+    if problem.kind == "deep-unparsed":
+        first = lines[0] if lines else ""
+        return first.count("[") + first.count("{") == first.count("]") + first.count("}")
+    if problem.kind != "syntax":
+        return False
+    for line in lines:
+        try:
+            if isinstance(loads(line), dict):
+                return True
+        except JsonProblem:
+            continue
+    return False
+
+
+def check_test_item(item: Any, where: str) -> None:
+    """The shape `predict` relies on: `query` text, `action` a tool name, `action_input` a JSON
+    object (or its text), `API_name_list` tool names and `api_descriptions` text when given."""
+    if not isinstance(item, dict):
+        raise InputError("an item must be a JSON object", where=where)
+    for key in ("query", "action", "action_input"):
+        if key not in item:
+            raise InputError(f"missing field {key}", where=where)
+    if not isinstance(item["query"], str) or not item["query"].strip():
+        raise InputError("field query: must be a non-empty string", where=where)
+    check_name(item["action"], where, "action")
+    json_object(item["action_input"], where, "action_input")
+    check_names(item.get("API_name_list"), where, "API_name_list")
+    if not isinstance(item.get("api_descriptions", ""), (str, type(None))):
+        raise InputError("field api_descriptions: must be a string", where=where)
 
 
 def nearest_demos(queries: list[str], pool: list[dict[str, Any]], k: int, embedder: str | None = None) -> list[list[int]]:
@@ -151,6 +216,8 @@ class PredictConfig(Options):
     embedder: str | None = Field(None, min_length=1, description=(
         "Embedding model for --demos (default: the bundled all-MiniLM-L6-v2)."))
     batch_size: int = Field(64, ge=1, le=100_000, description="Items per backend call.")
+    skip_invalid: bool = Field(False, description=(
+        "Skip malformed test and demo rows (a count and the first reasons on stderr) instead of failing."))
 
 
 def predict(test: str | Path, out: str | Path, config: PredictConfig | None = None, *,
@@ -167,7 +234,9 @@ def predict(test: str | Path, out: str | Path, config: PredictConfig | None = No
         A summary: items, backend, model, demos, out.
 
     Raises:
-        InputError: a missing or malformed test, demo or tools file.
+        InputError: a missing or malformed test, demo, neighbours or tools file; a malformed
+            row (unless `config.skip_invalid`: then it is skipped and reported on stderr). All
+            are checked before any model loads.
 
     Example:
         >>> from imaginarium import predict, PredictConfig
@@ -179,17 +248,32 @@ def predict(test: str | Path, out: str | Path, config: PredictConfig | None = No
     max_tokens, seed = config.generation.max_tokens, config.generation.seed
     from imaginarium.models.backend import Constraint, GenerationRequest
 
-    items = load_test_items(test)[: limit if limit else None]
     if demos and not demo_pool:
         raise InputError("--demos needs --demo-pool (the training examples)")
-    pool = load_test_items(demo_pool) if demos and demo_pool else []
-    neighbour_map = _load_json(neighbours) if neighbours else None
+    if neighbours and not tools:
+        raise InputError("--neighbours needs --tools to describe the tools shown")
+    # Every row of every input is checked before any model (embedder or generator) loads.
+    bad = BadRows(config.skip_invalid)
+    rows = _read_items(test, bad)
+    pool = [row.value for row in _read_items(demo_pool, bad)] if demos and demo_pool else []
+    neighbour_map = _load_neighbours(neighbours) if neighbours else None
     catalogue = _catalogue(tools) if tools else {}
+    items, tools_shown = [], []
+    for row in rows:
+        try:
+            tools_shown.append(shown_tools(row.value, neighbour_map, catalogue))
+        except InputError as exc:
+            bad.add(InputError(str(exc), where=row.where))
+            continue
+        items.append(row.value)
+    bad.check()
+    if not items:
+        raise bad.nothing_left("test items", str(test)) if bad else InputError("no test items", where=str(test))
+    items, tools_shown = items[: limit if limit else None], tools_shown[: limit if limit else None]
     demo_indices = nearest_demos([item["query"] for item in items], pool, demos, embedder)
 
     requests = []
-    for item, chosen in zip(items, demo_indices):
-        names, shown, text = shown_tools(item, neighbour_map, catalogue)
+    for item, chosen, (names, shown, text) in zip(items, demo_indices, tools_shown):
         requests.append(GenerationRequest(
             messages=build_messages(item, shown, text, [pool[i] for i in chosen]),
             constraint=Constraint.regex(call_regex(names, max_args)), max_tokens=max_tokens,
@@ -200,13 +284,14 @@ def predict(test: str | Path, out: str | Path, config: PredictConfig | None = No
 
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item, completion, chosen in zip(items, completions, demo_indices):
-        row = {**item, "model_output": completion.text, "finish_reason": completion.finish_reason,
-               "demos": [pool[i]["query"] for i in chosen]}
+        prediction = {**item, "model_output": completion.text, "finish_reason": completion.finish_reason,
+                      "demos": [pool[i]["query"] for i in chosen]}
         if completion.error:
-            row["generation_error"] = completion.error
-        grouped.setdefault(item["action"], []).append(row)
+            prediction["generation_error"] = completion.error
+        grouped.setdefault(item["action"], []).append(prediction)
     atomic_write_text(out, json.dumps(grouped, ensure_ascii=False, indent=1) + "\n")
-    return {"items": len(items), "backend": engine.name, "model": engine.model, "demos": demos, "out": str(out)}
+    summary = {"items": len(items), "backend": engine.name, "model": engine.model, "demos": demos, "out": str(out)}
+    return {**summary, "skipped_invalid": len(bad)} if bad else summary
 
 
 def _generate(generator, requests, chunk: int):
@@ -221,14 +306,18 @@ def _generate(generator, requests, chunk: int):
     return completions
 
 
-def _load_json(path: str | Path) -> Any:
+def _load_neighbours(path: str | Path) -> dict[str, list[str]]:
+    """api2neighbors.json's shape: API name -> names of the tools shown."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", where=str(path))
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON ({exc.msg})", where=str(path)) from None
+    data = read_document(path)
+    if not isinstance(data, dict):
+        raise InputError("expected an object API name -> list of tool names", where=str(path))
+    for api, names in data.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise InputError("must be a list of tool names", where=f"{path}#{join('', api)}")
+    return data
 
 
 def _catalogue(tools: str | Path) -> dict[str, str]:

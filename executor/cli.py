@@ -13,7 +13,7 @@ from typing import Any
 import click
 from pydantic import Field
 
-from imaginarium.executor.cache import ResponseCache, export_cache, import_cache
+from imaginarium.executor.cache import ResponseCache, export_cache, import_entries
 from imaginarium.executor.executor import MODES
 from imaginarium.executor.observation import Observation
 from imaginarium.executor.options import ExecutionOptions
@@ -96,23 +96,34 @@ def export_command(cache_file: Path, out: Path) -> None:
 def import_command(source: Path, into: Path) -> None:
     """Add the entries of SOURCE (an exported directory, or a JSON Lines file) to a cache.
 
-    A real response replaces a simulated one for the same call, never the reverse.
+    A real response replaces a simulated one for the same call, never the reverse. A corrupt
+    row is skipped and counted; if every row is corrupt, nothing is written (exit 2).
 
     \b
     Example:
       imaginarium cache import release/cache --into out/cache.sqlite
     """
-    count = import_cache(source, into)
-    click.echo(f"imported {count} entries into {into}")
+    report = import_entries(source, into)
+    line = f"imported {report.imported} entries into {into}"
+    if report.skipped:
+        line += f", skipped {report.skipped} corrupt {'row' if report.skipped == 1 else 'rows'} " \
+                f"(first: {report.first_skipped})"
+    click.echo(line)
 
 
 @cache.command("stats")
 @click.argument("cache_file", metavar="CACHE", type=PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def stats_command(cache_file: Path, as_json: bool) -> None:
-    """Show the number of entries per tool and source (real, simulated) in CACHE."""
+    """Show the number of entries per tool and source (real, simulated) in CACHE.
+
+    Corrupt rows are left out, and counted in a warning on stderr.
+    """
     with ResponseCache(cache_file, create=False, readonly=True) as response_cache:
         stats = response_cache.stats()
+        skipped, first = response_cache.corrupt_rows, response_cache.first_corrupt
+    if skipped:  # on stderr: --json output stays JSON
+        click.echo(f"warning: skipped {skipped} corrupt {'row' if skipped == 1 else 'rows'} (first: {first})", err=True)
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return

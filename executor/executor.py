@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import jsonschema
 
+from imaginarium import secrets
 from imaginarium.errors import InputError
 from imaginarium.executor.cache import CacheEntry, EntrySource, ResponseCache
 from imaginarium.executor.http import HttpExecutor
@@ -36,6 +37,7 @@ from imaginarium.executor.observation import (
     Observation,
     Response,
     Source,
+    contained,
     error_observation,
     render,
     text_of,
@@ -46,7 +48,8 @@ from imaginarium.schemas.toolspec import ToolSpec
 
 Mode = Literal["replay", "record", "simulate"]
 MODES = ("replay", "record", "simulate")
-_INFRASTRUCTURE_ERRORS = {"timeout", "connection_error"}
+# Never cached: they say nothing lasting about the tool (or are refused as harmful).
+_INFRASTRUCTURE_ERRORS = {"timeout", "connection_error", "bad_response"}
 # Errors of calls that never reached a tool: not cached, and their observations have no source.
 _NOT_RUN = {"no_executor", "not_allowed", "server_unavailable"}
 _MAX_LISTED_ERRORS = 5
@@ -127,7 +130,7 @@ class Executor:
             elif tool.mcp is not None and self.mode == "record" and self._allowed(tool):
                 to_mcp.append((index, tool, arguments, start))
             elif self._is_local(tool) or self.mode == "record":
-                response = self._run_live(tool, arguments)
+                response = contained(self._run_live(tool, arguments))
                 if self.mode == "record":
                     self._store(tool, arguments, response, "real")
                 results[index] = self._render(response, _source_of(response), start)
@@ -144,9 +147,11 @@ class Executor:
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
-        """Stop what this executor started (MCP servers and their sessions)."""
+        """Stop what this executor started (MCP servers and their sessions, HTTP connections)."""
         if self.mcp is not None:
             self.mcp.close()
+        if self.http is not None:
+            self.http.close()
 
     def __enter__(self) -> Executor:
         return self
@@ -258,6 +263,7 @@ class Executor:
         """Live MCP calls of one batch, concurrently (record mode)."""
         responses = self._mcp_clients().call_many([(tool, arguments) for _, tool, arguments, _ in items])
         for (index, tool, arguments, start), response in zip(items, responses):
+            response = contained(response)
             self._store(tool, arguments, response, "real")
             results[index] = self._render(response, _source_of(response), start)
 
@@ -273,6 +279,7 @@ class Executor:
             results[index] = render(response, "simulated", max_chars=self.max_chars, latency_ms=elapsed)
 
     def _store(self, tool: ToolSpec, arguments: dict[str, Any], response: Response, source: EntrySource) -> None:
+        response.text = secrets.redact(response.text)  # a tool may echo a key: never into the cache
         if self.cache is None or response.error_kind in _INFRASTRUCTURE_ERRORS or response.error_kind in _NOT_RUN:
             return
         if response.status == "error" and not self.cache_errors:
@@ -283,6 +290,7 @@ class Executor:
             total_chars=response.total_chars, content_type=response.content_type))
 
     def _render(self, response: Response, source: Source | None, start: float) -> Observation:
+        response.text = secrets.redact(response.text)
         return render(response, source, max_chars=self.max_chars, latency_ms=_ms(start))
 
 

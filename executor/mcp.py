@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from typing import IO, Any
 
+from imaginarium import secrets
 from imaginarium.errors import InputError
 from imaginarium.executor.observation import MCP_RESULT, Response
 from imaginarium.schemas.importers.mcp import McpServer, runtime_values
@@ -150,6 +151,7 @@ class McpClients:
 
                 self._stack = ExitStack()
                 self._portal = self._stack.enter_context(start_blocking_portal())
+            secrets.register(*server.secrets)  # environment and header values: redacted everywhere
             errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (lives with the session)
             manager = self._portal.wrap_async_context_manager(
                 _open_session(server, errlog, self.start_timeout_s, self.timeout_s))

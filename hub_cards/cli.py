@@ -8,13 +8,52 @@ history): it comes from HF_TOKEN or the huggingface_hub login.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from imaginarium.errors import InputError
 from imaginarium.hub_cards.release import DEFAULT_MAX_SHARD_BYTES, build_release
 from imaginarium.options import PATH, TEXT
+
+
+class CommandError(InputError, click.ClickException):
+    """An InputError that click's own standalone mode (CliRunner) also shows as one line, exit 2."""
+
+    exit_code = 2
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """Without -v, and with stderr not a terminal, keep huggingface_hub's progress bars and retry
+    warnings off, so that a failed publish is one line on stderr (its HubFailure)."""
+    import logging
+    import sys
+    import warnings
+
+    if sys.stderr.isatty() or logging.getLogger().getEffectiveLevel() < logging.WARNING:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logger = hub_logging.get_logger()
+    level, bars = hub_logger.level, not are_progress_bars_disabled()
+    hub_logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings():  # HF_HUB_DISABLE_PROGRESS_BARS=0 wins, with a warning
+        warnings.simplefilter("ignore")
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+        if bars:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                enable_progress_bars()
 
 
 class RepoId(click.ParamType):
@@ -65,8 +104,15 @@ def build_command(inputs, output, name, version, repo_id, cache, license_, prett
       imaginarium release build out/run -o out/release --name weather-tools --version 1.0.0 --repo me/weather-tools
       imaginarium release build sft=out/sft prefs=out/pref -o out/release --name toy --version 0.1.0
     """
-    info = build_release(inputs, output, name=name, version=version, repo_id=repo_id, cache=cache,
-                         license=license_, pretty_name=pretty_name, max_shard_bytes=max_shard_bytes)
+    try:
+        info = build_release(inputs, output, name=name, version=version, repo_id=repo_id, cache=cache,
+                             license=license_, pretty_name=pretty_name, max_shard_bytes=max_shard_bytes)
+    except InputError as exc:
+        raise CommandError(str(exc)) from exc
+    except OSError as exc:  # a full disk, a read-only folder: one line naming the file, not a traceback
+        where = exc.filename or output
+        raise CommandError(f"cannot write the release ({exc.strerror or exc}); the previous release, if any, is "
+                           "intact: fix that and run the same command again", where=str(where)) from exc
     for config, counts in info["configs"].items():
         splits = ", ".join(f"{split} {s['rows']}" for split, s in counts["splits"].items())
         click.echo(f"{config}: {counts['rows']} rows ({splits})")
@@ -117,16 +163,13 @@ def publish(release_dir: Path, repo_id: str, private: bool, dry_run: bool) -> No
     An existing tag is never moved; content equal to the latest tagged release publishes
     nothing. The token comes from HF_TOKEN or `hf auth login`.
     """
-    from huggingface_hub.errors import HfHubHTTPError
-
     from imaginarium.hub_cards.publish import publish as publish_release
 
-    try:
-        plan = publish_release(release_dir, repo_id, private=private, dry_run=dry_run)
-    except HfHubHTTPError as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise click.ClickException(f"the Hub failed: {reason}\nNo tag was moved or made on a partial commit; "
-                                   "run the same command again to complete the release.") from exc
+    try:  # every Hub failure is a HubFailure (an InputError): one line, what failed, whether a re-run helps
+        with _quiet_hub():
+            plan = publish_release(release_dir, repo_id, private=private, dry_run=dry_run)
+    except InputError as exc:
+        raise CommandError(str(exc)) from exc
     if dry_run:
         click.echo(f"plan for {repo_id}: {plan.action} {plan.tag} ({plan.reason})")
         for kind, sign in (("added", "+"), ("changed", "~"), ("deleted", "-")):

@@ -14,16 +14,28 @@ Why: users pin training to a version, so a release must say exactly what it hold
 made, and replay offline (the response cache travels with it). The build is deterministic (no
 clock, sorted inputs): the same inputs give byte-identical files, which is what lets `publish`
 recognise "nothing changed" by file hashes.
+
+Beside RELEASE while a build runs (never anything else, so a killed build leaves no half release):
+
+    .RELEASE.lock                    held (flock) by the build; names its pid
+    .RELEASE.staging-<pid>-<random>  the new release, renamed to RELEASE when complete
+    .RELEASE.previous                the old release during the swap, removed right after
+
+A build that was killed leaves these behind; the next build of the same RELEASE, once it holds
+the lock (so no live build owns them), removes them, and puts `.RELEASE.previous` back when the
+kill came between the two renames of the swap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,22 +160,149 @@ def build_release(
                          "`imaginarium cache export CACHE -o DIR` and pass DIR", where=str(cache_dir))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        release = _write_release(staging, sources, cache_dir, recipe, name, version, max_shard_bytes)
-        from imaginarium.hub_cards.card import render_card
+    with _output_lock(out) as locked:
+        _remove_leftovers(out, locked=locked)
+        staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{os.getpid()}-", dir=out.parent))
+        try:
+            release = _write_release(staging, sources, cache_dir, recipe, name, version, max_shard_bytes)
+            from imaginarium.hub_cards.card import render_card
 
-        card = render_card(staging, release, repo_id=repo_id, license=license, pretty_name=pretty_name)
-        (staging / "README.md").write_text(card, encoding="utf-8")
-        previous = out.parent / f".{out.name}.previous"
-        shutil.rmtree(previous, ignore_errors=True)
-        if out.exists():
-            out.rename(previous)
-        staging.rename(out)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            card = render_card(staging, release, repo_id=repo_id, license=license, pretty_name=pretty_name)
+            (staging / "README.md").write_text(card, encoding="utf-8")
+            refuse_secrets(staging, out)
+            previous = _previous(out)
+            shutil.rmtree(previous, ignore_errors=True)
+            if out.exists():
+                out.rename(previous)
+            staging.rename(out)
+            shutil.rmtree(previous, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return release
+
+
+def refuse_secrets(directory: Path, out: Path) -> None:
+    """Refuse a release that holds a configured secret or a known token shape, in any file or row
+    (imaginarium/secrets.py): what is published cannot be taken back.
+
+    Raises:
+        InputError: naming the file (and the row of a data shard) and what was found.
+    """
+    import pyarrow.parquet as pq
+
+    from imaginarium import secrets
+
+    for path in sorted((p for p in directory.rglob("*") if p.is_file()), key=lambda p: (p.suffix != ".parquet", p)):
+        where = str(out / path.relative_to(directory))
+        if path.suffix == ".parquet":
+            for index, row in enumerate(pq.read_table(path).to_pylist()):
+                found = secrets.scan(json.dumps(row, ensure_ascii=False, default=str))
+                if found:
+                    raise InputError(f"refusing to build the release: row {index} holds {found[0]} "
+                                     "(the run that made it had a secret in its outputs)", where=where)
+            continue
+        found = secrets.scan(path.read_bytes().decode("utf-8", "replace"))
+        if found:
+            raise InputError(f"refusing to build the release: the file holds {found[0]}", where=where)
+
+
+def _staging_prefix(out: Path) -> str:
+    return f".{out.name}.staging-"
+
+
+def _previous(out: Path) -> Path:
+    return out.parent / f".{out.name}.previous"
+
+
+def _lock_file(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path) -> Iterator[bool]:
+    """Hold the build lock of `out` (flock on .OUT.lock, let go by the OS when the process dies).
+
+    Yields whether the lock is held: False where the file system has no flock, and the build
+    goes on unlocked. Another live build of the same output is refused in one line.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform
+        yield False
+        return
+    path = _lock_file(out)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise InputError(f"another `imaginarium release build`{f' (pid {owner})' if owner.isdigit() else ''} "
+                             "is writing this release now; run it again when that one has finished",
+                             where=str(out)) from None
+        except OSError:  # flock not supported here (some network file systems): build unlocked
+            os.close(fd)
+            fd = -1
+            break
+        try:  # the holder before us may have removed the file between our open and our flock
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    if fd < 0:
+        yield False
+        return
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
+_LEGACY_STAGING = re.compile(r"[a-z0-9_]{8}")  # tempfile.mkdtemp's suffix: how earlier versions named staging
+_RELEASE_ENTRIES = {"README.md", "assets", "data", "provenance"}
+
+
+def _remove_leftovers(out: Path, *, locked: bool) -> None:
+    """Remove what killed builds of `out` left beside it; put back a release a killed swap moved aside.
+
+    With the lock held no live build owns a staging directory of `out`, so all go; without it
+    (no flock) only those whose pid is no running process.
+    """
+    prefix = f".{out.name}."
+    for entry in out.parent.iterdir():
+        rest = entry.name[len(prefix):]
+        if not entry.name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
+            continue
+        staging = re.fullmatch(r"staging-(\d+)-\w+", rest)
+        if staging:
+            stale = locked or not _alive(int(staging.group(1)))
+        else:  # earlier versions: .OUT.<8 random chars>, holding nothing but a part of a release
+            stale = (locked and rest != "previous" and bool(_LEGACY_STAGING.fullmatch(rest))
+                     and {p.name for p in entry.iterdir()} <= _RELEASE_ENTRIES)
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+    previous = _previous(out)
+    if locked and previous.is_dir() and not previous.is_symlink():
+        if out.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:  # killed between `out -> previous` and `staging -> out`: the last complete release comes back
+            previous.rename(out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _write_release(staging: Path, sources: list[ConfigSource], cache: Path | None, recipe: Path | None,

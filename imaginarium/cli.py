@@ -64,8 +64,12 @@ def cli(verbose: int) -> None:
     directory (parquet shards + manifest.json). Re-running a finished stage with the same
     inputs and config does nothing; an interrupted stage resumes where it stopped.
     """
+    from imaginarium.secrets import LogRedactor
+
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # no secret in any log line
+        handler.addFilter(LogRedactor())
 
 
 def main() -> None:

@@ -10,8 +10,10 @@ _CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
 
 
 def one_line(text: str) -> str:
-    """`text` with control characters escaped and lone surrogates written as \\udXXX."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").translate(_CONTROL)
+    """`text` with secrets redacted, control characters escaped and lone surrogates written as \\udXXX."""
+    from imaginarium.secrets import redact
+
+    return redact(text).encode("utf-8", "backslashreplace").decode("utf-8").translate(_CONTROL)
 
 
 class InputError(Exception):

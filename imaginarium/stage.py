@@ -39,6 +39,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from imaginarium import secrets
 from imaginarium.atomic import atomic_path, atomic_write_text
 from imaginarium.errors import InputError
 from imaginarium.jsonutil import canonical_json, content_hash, file_hash
@@ -236,9 +237,12 @@ class StageWriter:
         self._next_chunk += 1
 
     def _to_table(self, rows: pa.Table | Iterable[Mapping[str, Any]]) -> pa.Table:
+        """Rows as a table of the stage's schema, every configured secret redacted (imaginarium/secrets.py)."""
         if isinstance(rows, pa.Table):
-            return rows.cast(self.schema) if self.schema is not None else rows
-        rows = list(rows)
+            if not secrets.active():
+                return rows.cast(self.schema) if self.schema is not None else rows
+            rows = rows.to_pylist()
+        rows = [secrets.redact_value(dict(row)) for row in rows]
         if self.schema is not None:
             return pa.Table.from_pylist(rows, schema=self.schema)
         return pa.Table.from_pylist(rows)
@@ -284,7 +288,7 @@ class StageWriter:
         for name, body in (files or {}).items():
             target = self.out / name
             with atomic_path(target) as tmp:
-                tmp.write_bytes(body.encode("utf-8") if isinstance(body, str) else body)
+                tmp.write_bytes(secrets.redact(body).encode("utf-8") if isinstance(body, str) else body)
         # Swap in the new data: the manifest disappears first, so a crash in between leaves an
         # unfinished directory (re-run finishes it from the chunks), never a wrong manifest.
         with contextlib.suppress(FileNotFoundError):
@@ -292,7 +296,8 @@ class StageWriter:
         shutil.rmtree(self.out / DATA_DIR, ignore_errors=True)
         os.replace(staging / DATA_DIR, self.out / DATA_DIR)
         shutil.rmtree(staging, ignore_errors=True)
-        atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        text = secrets.redact(json.dumps(manifest, indent=2, ensure_ascii=False))
+        atomic_write_text(self.out / MANIFEST, text + "\n")
         self._clear_progress()
         return manifest
 

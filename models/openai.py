@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from imaginarium import secrets
 from imaginarium.models.backend import Backend, Completion, Constraint, GenerationRequest
 from imaginarium.models.constraint_check import judged_completion
 
@@ -99,6 +100,7 @@ class OpenAIBackend(Backend):
         self.backoff = backoff
         self.invalid_retries = invalid_retries
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        secrets.register(self._api_key)
         self._flavor = None if flavor == "auto" else flavor
 
     def __repr__(self) -> str:
@@ -259,11 +261,14 @@ class OpenAIBackend(Backend):
         try:
             return json.loads(raw)
         except ValueError:
-            raise RequestFailed(f"{method} {url}: the answer is not JSON: {raw[:_ERROR_BODY_CHARS]!r}") from None
+            raise RequestFailed(self._redact(f"{method} {url}: the answer is not JSON: {raw[:_ERROR_BODY_CHARS]!r}")
+                                ) from None
 
     def _redact(self, text: str) -> str:
-        """Remove the API key from a message, should a server have echoed it."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+        """Remove the API key (in every form, imaginarium/secrets.py) from a message, should a
+        server have echoed it."""
+        secrets.register(self._api_key)
+        return secrets.redact(text)
 
 
 def _constraint_fields(constraint: Constraint, flavor: str, chat: bool) -> dict[str, Any]:

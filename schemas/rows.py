@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from imaginarium.hygiene import neutral_messages
+
 Status = Literal["ok", "error"]
 Source = Literal["real", "cached", "simulated"]
 Action = Literal["call", "final_answer", "invalid"]
@@ -181,7 +183,8 @@ class SftRow:
     scores: str | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The stored row; chat control tokens in any text are neutralised (imaginarium/hygiene.py)."""
+        return {**asdict(self), "messages": neutral_messages(self.messages)}
 
 
 @dataclass
@@ -198,4 +201,8 @@ class PreferenceRow:
     rejected_score: float
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The stored row; chat control tokens in any text are neutralised (imaginarium/hygiene.py)."""
+        row = asdict(self)
+        for key in ("prompt", "chosen", "rejected"):
+            row[key] = neutral_messages(row[key])
+        return row

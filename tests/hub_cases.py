@@ -374,7 +374,7 @@ def test_cli_reports_a_hub_failure_in_one_message_and_rerun_completes(hub, tmp_p
     v1 = _release(tmp_path, "1.0.0", sft_rows(3))
     hub.fail("commit", times=1, status=500)
     failed = CliRunner().invoke(cli, ["publish", str(v1), "--repo", REPO])
-    assert failed.exit_code == 1 and "run the same command again" in failed.output
+    assert failed.exit_code == 2 and "run the same command again" in failed.output
     assert "Traceback" not in failed.output and TOKEN not in failed.output
     assert hub.tags(REPO) == {}
     done = CliRunner().invoke(cli, ["publish", str(v1), "--repo", REPO])

@@ -63,6 +63,8 @@ class RankConfig(Options):
     batch_size: int = Field(8, ge=1, le=100_000, description="Questions per checkpointed batch.")
     templates: Path | None = Field(None, json_schema_extra={"fingerprint": False, "exists": True},
                                    description="Folder overriding the prompt template trice/system.j2.")
+    skip_invalid: bool = Field(False, json_schema_extra={"fingerprint": False}, description=(
+        "Skip malformed questions (a count and the first reasons on stderr) instead of failing."))
 
     _lists = field_validator("models", "temperatures", mode="before")(comma_list)
 
@@ -97,7 +99,9 @@ def rank(questions: str | Path, out: str | Path, config: RankConfig | None = Non
         preference_text).
 
     Raises:
-        InputError: a malformed question file, a gold call that its tool refuses, a corrupt cache.
+        InputError: a malformed question file or row (unless `config.skip_invalid`: then it is
+            skipped and reported on stderr), a gold call that its tool's schema refuses, a
+            corrupt cache. Every row is checked before any model loads.
 
     Example:
         >>> from imaginarium import rank, RankConfig
@@ -128,7 +132,8 @@ def _ranking_stage(questions, out: Path, config: RankConfig, sampler_config, pro
 
     tools = config.tools
     specs = read_tools(tools) if tools is not None else TOOLS()
-    items, input_counts = read_questions(questions, specs, trials_task=config.trials_task)
+    items, input_counts = read_questions(questions, specs, trials_task=config.trials_task,
+                                         skip_invalid=config.skip_invalid)
     settings = {**config.fingerprint(), "system": config.system or None, "tools": str(tools) if tools else "builtin",
                 "tools_hash": content_hash([spec.model_dump(mode="json") for spec in specs])}
     inputs = {"questions": questions, **({"templates": config.templates} if config.templates else {})}
