@@ -43,7 +43,6 @@ from imaginarium.schemas.toolspec import ToolSpec
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_REDIRECTS = 5
 _CREDENTIAL_HEADERS = {"authorization", "cookie", "proxy-authorization"}
-REDACTED = secrets.REDACTED
 _COUNT_LIMIT_FACTOR = 64  # count at most this many times max_bytes past the cap
 
 

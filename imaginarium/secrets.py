@@ -25,7 +25,6 @@ import os
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -144,8 +143,3 @@ class LogRedactor(logging.Filter):
         if active():
             record.msg, record.args = redact(record.getMessage()), None
         return True
-
-
-def configured() -> Iterable[str]:
-    """The registered secrets (for tests that check outputs)."""
-    return sorted(_secrets)

@@ -242,7 +242,7 @@ class StageWriter:
             if not secrets.active():
                 return rows.cast(self.schema) if self.schema is not None else rows
             rows = rows.to_pylist()
-        rows = [secrets.redact_value(dict(row)) for row in rows]
+        rows = [secrets.redact_value(dict(row)) for row in rows] if secrets.active() else list(rows)
         if self.schema is not None:
             return pa.Table.from_pylist(rows, schema=self.schema)
         return pa.Table.from_pylist(rows)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from imaginarium.atomic import atomic_path
 from imaginarium.errors import InputError
+from imaginarium.schemas import jsonpointer
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -185,24 +186,13 @@ def check_refs(schema: dict[str, Any]) -> None:
             if ref is not None:
                 if not isinstance(ref, str) or not ref.startswith("#"):
                     raise ValueError(f"$ref {ref!r} at {at or '(root)'} points outside the schema")
-                if not _resolves(schema, ref):
-                    raise ValueError(f"$ref {ref!r} at {at or '(root)'} does not resolve")
+                try:
+                    jsonpointer.resolve(schema, ref)
+                except KeyError:
+                    raise ValueError(f"$ref {ref!r} at {at or '(root)'} does not resolve") from None
             stack.extend((value, f"{at}/{key}") for key, value in node.items())
         elif isinstance(node, list):
             stack.extend((value, f"{at}/{index}") for index, value in enumerate(node))
-
-
-def _resolves(schema: dict[str, Any], ref: str) -> bool:
-    node: Any = schema
-    for part in ref[1:].split("/")[1:] if ref != "#" else []:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False
-    return True
 
 
 def read_tools(path: str | os.PathLike) -> list[ToolSpec]:

@@ -281,12 +281,19 @@ def test_a_forced_format_that_does_not_fit_is_one_line(tmp_path, run):
     assert code == 2 and "not a toolbench document" in err and "it looks like openapi" in err
 
 
-def test_python_listings_import_only_with_permission(tmp_path, run):
-    listing = write(tmp_path / "py.json", {"python_tools": ["json:dumps"]})
+def test_python_listings_import_only_with_permission(tmp_path, run, monkeypatch):
+    (tmp_path / "mytools.py").write_text(
+        "from pathlib import Path\n"
+        f"Path({str(tmp_path / 'imported')!r}).touch()  # proves the module's code ran\n"
+        "def add(a: int, b: int) -> int:\n    \"\"\"Add two numbers.\"\"\"\n    return a + b\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    listing = write(tmp_path / "py.json", {"python_tools": ["mytools:add"]})
     code, _, err = run("tools", "import", listing, "-o", tmp_path / "t.jsonl")
-    assert code == 2 and "runs the code of module(s) json" in err
-    code, _, err = run("tools", "import", listing, "--allow-python-import", "--allow-empty", "-o", tmp_path / "t.jsonl")
-    assert code in (0, 2) and "--allow-python-import" not in err  # permission given: the listing is read
+    assert code == 2 and "runs the code of module(s) mytools" in err
+    assert not (tmp_path / "imported").exists() and not (tmp_path / "t.jsonl").exists()
+    code, _, err = run("tools", "import", listing, "--allow-python-import", "-o", tmp_path / "t.jsonl")
+    assert code == 0, err
+    assert (tmp_path / "imported").exists() and [t.name for t in read_tools(tmp_path / "t.jsonl")] == ["add"]
 
 
 def test_dangling_and_remote_refs_in_a_tools_file_are_refused_by_validate(tmp_path, run):

@@ -264,8 +264,8 @@ class _Importer:
     def auth(self, operation: dict) -> list[dict[str, str]] | None:
         """Auth hints from the security requirements that apply to the operation."""
         requirements = operation.get("security", self.doc.get("security"))
-        schemes = ((self.doc.get("components") or {}).get("securitySchemes") or {}) if isinstance(
-            self.doc.get("components"), dict) else {}
+        components = self.doc.get("components")
+        schemes = components.get("securitySchemes") if isinstance(components, dict) else None
         if not isinstance(requirements, list) or not isinstance(schemes, dict):
             return None
         hints = []
