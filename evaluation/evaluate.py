@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from imaginarium.atomic import atomic_path
 from imaginarium.errors import InputError
+from imaginarium.evaluation.bfcl.data import CATEGORIES
 from imaginarium.evaluation.items import (
     BadRows,
     EvalItem,
@@ -39,11 +40,11 @@ from imaginarium.evaluation.items import (
 )
 from imaginarium.evaluation.match import JudgeCase, judge_matches
 from imaginarium.evaluation.metrics import compute_metrics
-from imaginarium.evaluation.parse import ParsedCall, ground_name, parse_output
+from imaginarium.evaluation.parse import ParsedCall, ParsedCalls, ground_name, parse_all, parse_output
 from imaginarium.models.backend import Backend
 from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options
-from imaginarium.schemas.matching import MatchResult, ast_match, string_match
+from imaginarium.schemas.matching import MatchResult, assign_calls, ast_match, string_match
 
 
 def tool_schemas(tools_path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
@@ -66,19 +67,40 @@ class EvalConfig(Options):
     """How predictions are read and scored."""
 
     judge: GenerationOptions = Field(default_factory=_judge_generation, json_schema_extra={"prefix": "judge_"})
-    format: Literal["ste", "chat", "jsonl"] = Field("ste", description=(
-        "ste: the STE results JSON; jsonl: STE-shaped items, one per line; chat: gold + OpenAI message per line."))
-    args_match: Literal["string", "ast", "judge", "ste-paper"] = Field("string", description=(
+    format: Literal["ste", "chat", "jsonl", "bfcl"] = Field("ste", description=(
+        "ste: the STE results JSON; jsonl: STE-shaped items, one per line; chat: gold + OpenAI message per line; "
+        "bfcl: a BFCL result file (JSON lines with id and result), scored against --bfcl-data."))
+    args_match: Literal["string", "ast", "judge", "ste-paper", "bfcl"] = Field("string", description=(
         "How arguments are judged correct (ste-paper: the STE paper's protocol; judge: the LLM judge, "
-        "the --judge-* options)."))
+        "the --judge-* options; bfcl: BFCL's AST checker, golds as possible-answer lists; "
+        "default: bfcl for --format bfcl, else string)."))
+    bfcl_data: Path | None = Field(None, json_schema_extra={"exists": True}, description=(
+        "BFCL's data directory (questions and possible_answer/), or an `eval export` directory "
+        "(default: the installed bfcl-eval package's data)."))
+    category: Literal[CATEGORIES] | None = Field(None, description=(  # type: ignore[valid-type]
+        "The BFCL category of every result line (default: read from each line's id)."))
     batches: Path | None = Field(None, json_schema_extra={"exists": True},
                                  description="Batches of APIs (CL_batches.json's shape) for --by batch.")
     tools: Path | None = Field(None, json_schema_extra={"exists": True}, description=(
         "tools.jsonl whose parameter schemas guide --args-match ast (matched by name or source name)."))
     ground: bool | None = Field(None, json_schema_extra={"cli": False}, description=(
-        "Map unknown API names to the closest known one (default: on for ste-paper only)."))
+        "Map unknown API names to the closest known one: part of the ste-paper protocol only (its default)."))
     skip_invalid: bool = Field(False, description=(
         "Skip malformed rows (a count and the first reasons on stderr) instead of failing."))
+
+    @model_validator(mode="after")
+    def _modes_fit(self) -> Self:
+        """`--format bfcl` is scored by BFCL's rules; grounding belongs to the ste-paper protocol:
+        elsewhere it would count a wrong function name as the nearest right one."""
+        if self.format == "bfcl":
+            if "args_match" not in self.model_fields_set:
+                self.args_match = "bfcl"
+            elif self.args_match != "bfcl":
+                raise ValueError("--format bfcl is scored with --args-match bfcl (BFCL's own rules)")
+        if self.ground and self.args_match != "ste-paper":
+            raise ValueError("--ground is part of the ste-paper protocol only (--args-match ste-paper); "
+                             "elsewhere a wrong function name would count as the nearest right one")
+        return self
 
 
 def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: str | Path | None = None,
@@ -104,13 +126,23 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
         >>> report = evaluate("mistral_FT.json", EvalConfig(args_match="ste-paper"))
     """
     config = config or EvalConfig()
+    if config.format == "bfcl":
+        from imaginarium.evaluation.bfcl.score import evaluate_bfcl
+
+        return evaluate_bfcl(predictions, bfcl_data=config.bfcl_data, category=config.category, out=out,
+                             skip_invalid=config.skip_invalid)
     fmt, args_match, batches, tools, ground = config.format, config.args_match, config.batches, config.tools, config.ground
     items_out = out
     bad = BadRows(config.skip_invalid)
     items = load_predictions(predictions, fmt, args_match=args_match, bad=bad)
     schemas, descriptions = tool_schemas(tools) if tools else ({}, {})
-    if args_match == "ast":
+    if args_match in ("ast", "bfcl"):
         _check_ast_schemas(schemas, tools)
+    if args_match in ("judge", "ste-paper"):
+        several = next((item for item in items if item.golds is not None), None)
+        if several is not None:
+            raise InputError(f"item {several.index}: several gold calls (or none) are scored with --args-match "
+                             "string, ast or bfcl, not with a judge", where=str(predictions))
     batch_map = load_batches(batches) if batches else None
     bad.check()  # every row read and checked before any judge loads
     if bad and not items:
@@ -122,6 +154,11 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
     results: list[MatchResult | None] = []
     to_judge: list[int] = []
     for item in items:
+        if item.golds is not None:
+            parsed = parse_all(item.output)
+            calls.append(ParsedCall(parsed.kind, error=parsed.error))
+            results.append(_match_all(item, parsed, args_match, schemas))
+            continue
         call = parse_output(item.output)
         if ground:
             call = ground_name(call, known)
@@ -140,7 +177,8 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
         for i, verdict in zip(to_judge, verdicts):
             results[i] = verdict
 
-    rows = [_row(item, call, result) for item, call, result in zip(items, calls, results)]
+    rows = [_row(item, call, result) if item.golds is None else _row_all(item, call, result)
+            for item, call, result in zip(items, calls, results)]
     report = compute_metrics(rows, batch_map)
     report["args_match"] = args_match
     report["judged"] = len(to_judge)
@@ -176,6 +214,8 @@ def _match(item: EvalItem, call: ParsedCall, args_match: str, schemas: dict[str,
     if args_match == "ast":
         schema = item.schemas.get(item.api) or schemas.get(item.api)
         return ast_match(item.gold, call.arguments, schema)
+    if args_match == "bfcl":
+        return bfcl_match(item.api, item.gold, call.arguments or {}, item.schemas.get(item.api) or schemas.get(item.api))
     if args_match == "ste-paper":
         revised = (item.api, item.query) in ste_revised_gold()
         if item.api in ste_string_match_apis() and not revised:
@@ -185,6 +225,64 @@ def _match(item: EvalItem, call: ParsedCall, args_match: str, schemas: dict[str,
             why = "revised gold: the paper's stored judgment" if revised else "the paper's stored judgment"
             return MatchResult(bool(stored), why, "stored")
     return None
+
+
+def bfcl_match(name: str, gold: dict[str, Any], arguments: dict[str, Any], schema: dict[str, Any] | None) -> MatchResult:
+    """BFCL's rules for one call whose name is right: `gold` maps each parameter to its
+    acceptable values; `schema` (JSON Schema or BFCL's) gives the types and required keys."""
+    from imaginarium.evaluation.bfcl.checker import check_call
+
+    doc = {"name": name, "parameters": schema or {"properties": {key: {} for key in gold}}}
+    verdict = check_call(doc, (name, arguments), {name: gold})
+    return MatchResult(verdict.valid, verdict.error or "arguments match", "bfcl")
+
+
+def _match_all(item: EvalItem, parsed: ParsedCalls, args_match: str, schemas: dict[str, dict]) -> MatchResult:
+    """Several gold calls (or none) against several predicted ones: a one-to-one assignment in
+    which every pair has the same name and arguments that match (in order if `item.ordered`)."""
+    golds = item.golds or []
+    if parsed.kind == "error":
+        return MatchResult(False, parsed.error or "unparsable output", args_match)
+    if not golds:
+        made = len(parsed.calls)
+        return MatchResult(made == 0, "no call, as expected" if not made else f"{made} call(s) where none was expected",
+                           args_match)
+    preds = parsed.calls
+
+    def fits(g: int, p: int) -> bool:
+        name, gold = golds[g]
+        if preds[p].name != name:
+            return False
+        fake = EvalItem(index=item.index, api=name, gold=gold, output=None, schemas=item.schemas)
+        result = _match(fake, preds[p], args_match, schemas)
+        return bool(result and result.correct)
+
+    if assign_calls(len(golds), len(preds), fits, ordered=item.ordered) is not None:
+        return MatchResult(True, "every gold call matched one-to-one", args_match)
+    if len(golds) != len(preds):
+        return MatchResult(False, f"{len(preds)} call(s); {len(golds)} expected", args_match)
+    order = "in order " if item.ordered else ""
+    return MatchResult(False, f"the calls do not match the gold calls one-to-one {order}(names or arguments)", args_match)
+
+
+def _row_all(item: EvalItem, call: ParsedCall, result: MatchResult | None) -> dict[str, Any]:
+    """The item row for several gold calls: `api_match` when the names pair up one-to-one."""
+    golds = item.golds or []
+    parsed = parse_all(item.output)
+    gold_names = [name for name, _ in golds]
+    names = [c.name for c in parsed.calls]
+    paired = names == gold_names if item.ordered else sorted(map(str, names)) == sorted(gold_names)
+    return {
+        "index": item.index,
+        "api": ",".join(gold_names) or "(no call)",
+        "query": item.query,
+        "kind": parsed.kind,
+        "parse": parsed.to_dict(),
+        "api_match": bool(parsed.calls) and paired,
+        "correct": bool(result and result.correct),
+        "method": result.method if result else None,
+        "reason": result.reason if result else "",
+    }
 
 
 def _judge_case(item: EvalItem, call: ParsedCall, descriptions: dict[str, str]) -> JudgeCase:
@@ -218,5 +316,7 @@ def _no_match_reason(item: EvalItem, call: ParsedCall) -> str:
 def _write_items(path: str | Path, items: list[EvalItem], rows: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for item, row in zip(items, rows):
-            gold = {"name": item.api, "arguments": item.gold}
+            gold: Any = {"name": item.api, "arguments": item.gold}
+            if item.golds is not None:
+                gold = [{"name": name, "arguments": arguments} for name, arguments in item.golds]
             handle.write(json.dumps({**row, "gold": gold}, ensure_ascii=False) + "\n")

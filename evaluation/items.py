@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from imaginarium.errors import InputError
+from imaginarium.schemas.importers.bfcl import bfcl_parameters, uses_bfcl_types
 from imaginarium.schemas.jsonpointer import join
 from imaginarium.trice.questions import BadRows, JsonProblem, Row, loads, read_document, read_jsonl, value_problem
 
@@ -88,6 +89,11 @@ class EvalItem:
     tools: list[str] = field(default_factory=list)          # names of the tools shown
     schemas: dict[str, dict] = field(default_factory=dict)  # tool name -> parameters schema
     stored: dict[str, Any] = field(default_factory=dict)    # the STE paper's cached fields
+    # Several gold calls (chat format, `gold` a list; [] = no call expected): (name, arguments)
+    # each, matched one-to-one with the predicted calls, in order only when `ordered`. None: one
+    # gold call (`api`, `gold`), scored as the STE metrics always were.
+    golds: list[tuple[str, dict[str, Any]]] | None = None
+    ordered: bool = False
 
 
 def load_predictions(path: str | Path, fmt: str = "ste", *, args_match: str = "string",
@@ -117,7 +123,11 @@ def load_predictions(path: str | Path, fmt: str = "ste", *, args_match: str = "s
     for row in rows:
         try:
             check_values(row.value, row.where)
-            items.append(maker(len(items), row.value, row.where, args_match == "ast"))
+            item = maker(len(items), row.value, row.where, args_match == "ast")
+            if args_match == "bfcl":
+                for name, arguments in item.golds if item.golds is not None else [(item.api, item.gold)]:
+                    check_possible_answers(arguments, row.where, name)
+            items.append(item)
         except InputError as exc:
             collect.add(exc)
     if bad is None:
@@ -214,12 +224,37 @@ def _ste_item(index: int, row: Any, where: str, ast: bool = False) -> EvalItem:
     )
 
 
+def check_possible_answers(arguments: dict[str, Any], where: str, name: str) -> None:
+    """BFCL's gold form (`--args-match bfcl`): each parameter maps to a list of acceptable values."""
+    for key, values in arguments.items():
+        if not isinstance(values, list):
+            raise InputError(f"gold {name}.{key}: with --args-match bfcl a gold value is a list of acceptable "
+                             f"values ('' among them: may be omitted), not {json.dumps(values)[:40]}", where=where)
+
+
+def _gold_calls(value: Any, where: str, ast: bool) -> list[tuple[str, dict[str, Any]]]:
+    calls = []
+    for i, gold in enumerate(value):
+        if not isinstance(gold, dict) or not isinstance(gold.get("name"), str):
+            raise InputError(f"field gold[{i}]: must be an object with a name", where=where)
+        name = check_name(gold["name"], where, f"gold[{i}].name")
+        calls.append((name, json_object(gold.get("arguments", {}), where, f"gold[{i}].arguments", ast)))
+    return calls
+
+
 def _chat_item(index: int, row: Any, where: str, ast: bool = False) -> EvalItem:
     _require(row, ("gold", "prediction"), where)
     gold = row["gold"]
+    golds = None
+    if isinstance(gold, list):  # several gold calls, or none ([]: no call is right)
+        golds = _gold_calls(gold, where, ast)
+        gold = {"name": golds[0][0], "arguments": golds[0][1]} if golds else {"name": "(no call)", "arguments": {}}
     if not isinstance(gold, dict) or not isinstance(gold.get("name"), str):
-        raise InputError("field gold: must be an object with a name", where=where)
+        raise InputError("field gold: must be an object with a name, or a list of them", where=where)
     name = check_name(gold["name"], where, "gold.name")
+    ordered = row.get("ordered", False)
+    if not isinstance(ordered, bool):
+        raise InputError("field ordered: must be true or false", where=where)
     check_output(row["prediction"], where, "prediction")
     tools = row.get("tools")
     if tools is not None and not isinstance(tools, list):
@@ -233,6 +268,8 @@ def _chat_item(index: int, row: Any, where: str, ast: bool = False) -> EvalItem:
         parameters = fn.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
             raise InputError(f"field tools[{i}].parameters: must be a JSON Schema object", where=where)
+        if parameters and uses_bfcl_types(parameters):  # a raw BFCL doc: its types read as JSON Schema
+            parameters = bfcl_parameters(parameters, where, f"/tools/{i}/parameters")
         if ast and parameters:
             problem = ast_schema_problem(parameters)
             if problem:
@@ -250,6 +287,8 @@ def _chat_item(index: int, row: Any, where: str, ast: bool = False) -> EvalItem:
         tools=list(schemas),
         schemas=schemas,
         stored={key: row[key] for key in ("args_correct",) if key in row},
+        golds=golds,
+        ordered=ordered,
     )
 
 

@@ -176,6 +176,41 @@ def parse_output(output: Any) -> ParsedCall:
     return _error("no call found in the output") if stripped else _error("empty output")
 
 
+@dataclass
+class ParsedCalls:
+    """A model output read as any number of calls (items with several gold calls, or none)."""
+
+    kind: CallKind  # call: one or more; no_call: none; error: unreadable
+    calls: list[ParsedCall]
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "calls": [call.to_dict() for call in self.calls]}
+        return {**out, "error": self.error} if self.error else out
+
+
+def parse_all(output: Any) -> ParsedCalls:
+    """Every call in an output: all of a message's `tool_calls`, a JSON list of call objects,
+    or the one call (or none) that `parse_output` reads."""
+    if isinstance(output, dict) and isinstance(output.get("tool_calls"), list) and output["tool_calls"]:
+        calls = [_call_from_object(call) for call in output["tool_calls"]]
+    elif isinstance(output, str) and output.strip().startswith("["):
+        try:
+            value = json.loads(output.strip())
+        except (json.JSONDecodeError, RecursionError) as exc:
+            return ParsedCalls("error", [], f"not a JSON list of calls: {exc}")
+        calls = [_call_from_object(item) for item in value] if isinstance(value, list) else [_error("not a list")]
+    else:
+        one = parse_output(output)
+        if one.kind == "error":
+            return ParsedCalls("error", [], one.error)
+        return ParsedCalls(one.kind, [one] if one.kind == "call" else [])
+    broken = next((call for call in calls if call.kind != "call"), None)
+    if broken is not None:
+        return ParsedCalls("error", [], broken.error or "a call that cannot be read")
+    return ParsedCalls("call" if calls else "no_call", calls)
+
+
 def ground_name(call: ParsedCall, known: Iterable[str]) -> ParsedCall:
     """Map an unknown API name to the most similar known one (difflib ratio, no cutoff).
 
@@ -194,7 +229,9 @@ def ground_name(call: ParsedCall, known: Iterable[str]) -> ParsedCall:
 
 __all__ = [
     "ParsedCall",
+    "ParsedCalls",
     "ground_name",
+    "parse_all",
     "parse_json_call",
     "parse_output",
     "parse_react",

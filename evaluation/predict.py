@@ -27,16 +27,17 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from imaginarium.atomic import atomic_write_text
 from imaginarium.errors import InputError
+from imaginarium.evaluation.bfcl.data import CATEGORIES
 from imaginarium.evaluation.items import check_name, check_names, check_values, document_rows, json_object
 from imaginarium.models.backend import Backend
 from imaginarium.models.options import GenerationOptions, open_backend
-from imaginarium.options import Options
+from imaginarium.options import Options, comma_list
 from imaginarium.schemas.jsonpointer import join
 from imaginarium.trice.questions import BadRows, JsonProblem, Row, loads, read_document, read_jsonl, read_text
 
@@ -205,13 +206,30 @@ class PredictConfig(Options):
     """How predictions are generated for a test file."""
 
     generation: GenerationOptions = Field(default_factory=_predict_generation)
+    format: Literal["ste", "bfcl"] = Field("ste", description=(
+        "ste: predict an STE-shaped test file (--test); bfcl: predict BFCL's test items (--bfcl-data, --category) "
+        "and write BFCL's result format."))
+    bfcl_data: Path | None = Field(None, json_schema_extra={"exists": True}, description=(
+        "BFCL's data directory, or an `eval export` directory (default: the installed bfcl-eval package's data)."))
+    category: list[Literal[CATEGORIES]] = Field(default_factory=list, description=(  # type: ignore[valid-type]
+        "BFCL categories to predict, comma-separated (default: all that eval scores)."))
+    @field_validator("category", mode="before")
+    @classmethod
+    def _categories(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("name at least one category (or leave the option out for all)")
+        return comma_list(value)
+
+    call_format: Literal["json", "native"] = Field("json", description=(
+        "--format bfcl: json: the project's constrained JSON act format (any backend); native: the tools go to "
+        "the model's chat template and its tool-call text is parsed."))
     demos: int = Field(0, ge=0, le=100, description="In-context demonstrations per query: the K nearest training examples.")
     demo_pool: Path | None = Field(None, json_schema_extra={"exists": True},
                                    description="Training examples (STE shape) to retrieve demonstrations from.")
     neighbours: Path | None = Field(None, json_schema_extra={"exists": True},
                                     description="API -> tools shown (api2neighbors.json's shape); needs --tools.")
     tools: Path | None = Field(None, json_schema_extra={"exists": True}, description="tools.jsonl describing the tools shown.")
-    limit: int | None = Field(None, ge=1, description="Only the first N test items.")
+    limit: int | None = Field(None, ge=1, description="Only the first N test items (per category with --format bfcl).")
     max_args: int = Field(8, ge=0, le=64, description="Most arguments the call regex allows.")
     embedder: str | None = Field(None, min_length=1, description=(
         "Embedding model for --demos (default: the bundled all-MiniLM-L6-v2)."))
@@ -220,12 +238,14 @@ class PredictConfig(Options):
         "Skip malformed test and demo rows (a count and the first reasons on stderr) instead of failing."))
 
 
-def predict(test: str | Path, out: str | Path, config: PredictConfig | None = None, *,
+def predict(test: str | Path | None, out: str | Path, config: PredictConfig | None = None, *,
             backend: Backend | None = None) -> dict[str, Any]:
-    """Generate one call per test item and write an STE-shaped predictions file to `out`.
+    """Generate one call per test item and write an STE-shaped predictions file to `out`; with
+    `config.format == "bfcl"`, predict BFCL's items and write BFCL's result format instead
+    (evaluation/bfcl/predict.py).
 
     Args:
-        test: test items in the STE shape (tool_test.json, a list, or JSONL).
+        test: test items in the STE shape (tool_test.json, a list, or JSONL); None for bfcl.
         out: the predictions file to write (atomically), which `evaluate(..., fmt="ste")` scores.
         config: the settings (default: `PredictConfig()`: the default model, greedy).
         backend: a backend already open (default: opened from `config.generation`).
@@ -243,6 +263,10 @@ def predict(test: str | Path, out: str | Path, config: PredictConfig | None = No
         >>> predict("tool_test.json", "predictions.json", PredictConfig(limit=20))
     """
     config = config or PredictConfig()
+    if config.format == "bfcl":
+        return _predict_bfcl(out, config, backend)
+    if test is None:
+        raise InputError("--test is needed (the STE test items), or --format bfcl")
     demos, demo_pool, neighbours, tools = config.demos, config.demo_pool, config.neighbours, config.tools
     limit, max_args, embedder = config.limit, config.max_args, config.embedder
     max_tokens, seed = config.generation.max_tokens, config.generation.seed
@@ -292,6 +316,24 @@ def predict(test: str | Path, out: str | Path, config: PredictConfig | None = No
     atomic_write_text(out, json.dumps(grouped, ensure_ascii=False, indent=1) + "\n")
     summary = {"items": len(items), "backend": engine.name, "model": engine.model, "demos": demos, "out": str(out)}
     return {**summary, "skipped_invalid": len(bad)} if bad else summary
+
+
+def _predict_bfcl(out: str | Path, config: PredictConfig, backend: Backend | None) -> dict[str, Any]:
+    from imaginarium.evaluation.bfcl.data import check_category, load_categories
+    from imaginarium.evaluation.bfcl.predict import predict_bfcl
+    from imaginarium.evaluation.bfcl.score import data_root
+
+    if config.demos or config.neighbours or config.tools:
+        raise InputError("--demos, --neighbours and --tools are for STE test files, not --format bfcl")
+    root = data_root(config.bfcl_data)
+    categories = [check_category(c) for c in config.category] or None
+    if categories:
+        load_categories(root, categories)  # every input checked before the model loads
+    engine = backend or open_backend(config.generation)
+    g = config.generation
+    return predict_bfcl(out, backend=engine, bfcl_root=root, categories=categories, limit=config.limit,
+                        call_format=config.call_format, max_tokens=g.max_tokens, temperature=g.temperature,
+                        top_p=g.top_p, seed=g.seed, batch_size=config.batch_size)
 
 
 def _generate(generator, requests, chunk: int):

@@ -192,3 +192,39 @@ def _validates(value: Any, schema: dict[str, Any] | None, path: str) -> str | No
         return None
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
     return None if error is None else f"{path}: {error.message}"
+
+
+# -- several calls ------------------------------------------------------------------------------
+def assign_calls(golds: int, preds: int, fits, *, ordered: bool = False) -> list[int] | None:
+    """A one-to-one assignment of `preds` predicted calls to `golds` gold calls, or None.
+
+    `fits(g, p)` says whether predicted call p satisfies gold call g. Ordered: call i must fit
+    gold i. Unordered: a maximum bipartite matching (augmenting paths), so a prediction that
+    fits two golds never blocks the one that fits only one: greedy first-fit, which BFCL uses,
+    can fail where a valid assignment exists. Counts must be equal. Returns pred index per gold.
+    """
+    if golds != preds:
+        return None
+    if ordered:
+        return list(range(golds)) if all(fits(i, i) for i in range(golds)) else None
+    table = [[p for p in range(preds) if fits(g, p)] for g in range(golds)]
+    owner: list[int | None] = [None] * preds  # pred -> the gold it serves
+
+    def augment(g: int, seen: set[int]) -> bool:
+        for p in table[g]:
+            if p in seen:
+                continue
+            seen.add(p)
+            if owner[p] is None or augment(owner[p], seen):  # type: ignore[arg-type]
+                owner[p] = g
+                return True
+        return False
+
+    for g in range(golds):
+        if not augment(g, set()):
+            return None
+    result = [0] * golds
+    for p, served in enumerate(owner):
+        if served is not None:
+            result[served] = p
+    return result

@@ -82,11 +82,12 @@ def test_string_match_differs_from_the_stored_verdicts_only_on_revised_gold_item
     assert len(revised) == 11
     for path in FILES:
         out = tmp_path / f"{path.stem}.jsonl"
-        run_eval(path, "--args-match", "string", "--ground", "-o", str(out))
+        run_eval(path, "--args-match", "string", "-o", str(out))
         items = _items(path)
         for row in map(json.loads, out.read_text().splitlines()):
             stored = items[row["index"]]
-            assert row["api_match"] == (stored.get("api_match") == 1)
+            if row["api_match"]:  # an exact name (no grounding outside ste-paper): the paper matched it too
+                assert stored.get("api_match") == 1
             if row["api_match"] and stored["action"] in string_apis:
                 agrees = row["correct"] == (stored["args_correct"] == 1)
                 assert agrees or (stored["action"], stored["query"]) in revised, (path.name, row["index"])

@@ -137,6 +137,22 @@ def _functions(items: list[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
             yield pointer, item
 
 
+def uses_bfcl_types(parameters: Any) -> bool:
+    """Whether a parameters schema uses a type name only BFCL writes (`dict`, `float`, `any`, ...)."""
+    return _has_bfcl_type(parameters)
+
+
+def bfcl_parameters(parameters: dict[str, Any], file: str, pointer: str = "") -> dict[str, Any]:
+    """A BFCL parameters schema as JSON Schema (types mapped, the top level an object).
+
+    Raises:
+        InputError: an unknown type name, naming `file` and the pointer.
+    """
+    schema = _schema(require_object(parameters, file, pointer, "parameters"), file, pointer)
+    schema.setdefault("type", "object")
+    return schema
+
+
 def _uses_bfcl_types(function: dict[str, Any]) -> bool:
     return any(_has_bfcl_type(function.get(key)) for key in ("parameters", "response"))
 
@@ -170,8 +186,7 @@ def _tool(function: Any, pointer: str, file: str) -> ToolSpec:
     at = {key: join(pointer, key) for key in ("parameters", "response", "description")}
     parameters = function.get("parameters")
     if parameters not in (None, {}):
-        parameters = _schema(require_object(parameters, file, at["parameters"], "parameters"), file, at["parameters"])
-        parameters.setdefault("type", "object")  # BFCL's converter makes the top level an object
+        parameters = bfcl_parameters(parameters, file, at["parameters"])  # the top level an object, as BFCL's converter does
     response = function.get("response")
     return make_tool(
         file=file,
