@@ -1,4 +1,4 @@
-"""`imaginarium build`: training sets from kept trials (sft) and continual-learning rounds."""
+"""`imaginarium build`: training sets from kept trials (sft), continual-learning rounds, BFCL test files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from imaginarium.builders.bfcl import BfclConfig
 from imaginarium.builders.continual import ContinualConfig
 from imaginarium.builders.sft import SftConfig
 from imaginarium.options import PATH, cli_options, out_option, parse_cli
@@ -31,6 +32,30 @@ def sft_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
     manifest = build_sft(trials, tools, out, parse_cli(SftConfig, params))
     counts = manifest["counts"]
     click.echo(f"{out}: {counts['rows']} rows from {counts['trials']} trials; skipped: {json.dumps(counts['skipped'])}")
+
+
+@build.command("bfcl")
+@click.argument("trials", type=PATH)
+@out_option("Output directory: BFCL question and possible-answer files.")
+@click.option("--tools", required=True, type=PATH,
+              help="tools.jsonl with every tool the trials use (`imaginarium tools import`).")
+@cli_options(BfclConfig)
+def bfcl_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
+    """Export a held-out part of the trials as BFCL test files (questions + possible answers).
+
+    Test a model on your own tools with BFCL's format; leave the same trials out of training
+    with `build sft --holdout` (same fraction and seed):
+
+        imaginarium build bfcl kept/ --tools tools.jsonl --holdout 0.1 -o bfcl-own/
+        imaginarium build sft kept/ --tools tools.jsonl --holdout 0.1 -o sft/
+        imaginarium predict --format bfcl --bfcl-data bfcl-own/ -o results.jsonl
+        imaginarium eval results.jsonl --format bfcl --bfcl-data bfcl-own/
+    """
+    from imaginarium.builders.bfcl import build_bfcl
+
+    manifest = build_bfcl(trials, tools, out, parse_cli(BfclConfig, params))
+    click.echo(f"{out}: {manifest['items']} {manifest['category']} items from {manifest['held_out_trials']} held-out "
+               f"trials of {manifest['trials']}; skipped: {json.dumps(manifest['skipped'])}")
 
 
 @build.command("continual")

@@ -19,7 +19,7 @@ from pydantic import Field
 from imaginarium.builders.chat import DEFAULT_SYSTEM, chat_messages
 from imaginarium.builders.neighbours import ToolMenu
 from imaginarium.builders.react import REACT_SCHEMA, react_examples
-from imaginarium.builders.trials import check_trials, count_sources, example_turns, row_source
+from imaginarium.builders.trials import check_trials, count_sources, example_turns, held_out, row_source
 from imaginarium.card_facts import CardFacts
 from imaginarium.errors import InputError
 from imaginarium.options import Options
@@ -51,6 +51,10 @@ class SftConfig(Options):
         "sentence-transformers model name or path for the neighbours (default: the bundled all-MiniLM-L6-v2)."))
     seed: int = Field(0, ge=0, description="Seed of the order of the tools shown.")
     tool_token: bool = Field(False, description="ReAct: write the call name as <tool_NAME>.")
+    holdout: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Leave out this fraction of the trials (a stable hash of the query): the ones `build bfcl --holdout` "
+        "exports as test items with the same fraction and --holdout-seed."))
+    holdout_seed: int = Field(0, ge=0, description="Seed of the hold-out hash (as in `build bfcl`).")
     release_config: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description=(
         "Config name in a release (default: sft or sft_react)."))
 
@@ -101,6 +105,9 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
     sources: dict[str, int] = {}
     called: set[str] = set()
     for index, trial in enumerate(_track(records, progress)):
+        if held_out(trial, config.holdout, config.holdout_seed):
+            skipped["held out (--holdout)"] += 1
+            continue
         turns, reason = example_turns(trial, calls, with_tool_response, simulated_ok)
         if reason:
             skipped[reason] += 1

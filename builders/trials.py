@@ -18,6 +18,7 @@ The rule (see docs/training-data.md):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -112,6 +113,18 @@ def example_turns(trial: TrialRecord, policy: str, with_tool_response: bool,
     if trial.final_answer is None:
         return [], "no final answer"
     return turns, None
+
+
+def held_out(trial: TrialRecord, fraction: float, seed: int = 0) -> bool:
+    """Whether `trial` belongs to the held-out part: a stable hash of the seed and the query it
+    stems from (a paraphrase: its seed query, `paraphrase_of`), so a paraphrase is held out with
+    its original and no test query is seen in training in other words. `build sft --holdout`
+    leaves out exactly the trials that `eval export --holdout` exports, for the same fraction and seed."""
+    if fraction <= 0:
+        return False
+    root = trial.paraphrase_of or trial.query
+    digest = hashlib.sha256(f"{seed}/{' '.join(root.split()).lower()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def row_source(trial: TrialRecord) -> str:
