@@ -21,6 +21,7 @@ from typing import Any
 from imaginarium.evaluation.bfcl.checker import category_rule, language_of
 from imaginarium.evaluation.bfcl.data import BfclItem
 from imaginarium.evaluation.bfcl.java_js import encode_value
+from imaginarium.evaluation.bfcl.java_js_calls import parse_calls
 
 
 def _doc(item: BfclItem, name: str) -> dict[str, Any]:
@@ -38,8 +39,10 @@ def _encode(item: BfclItem, name: str, param: str, value: Any) -> Any:
     schema = _schema(item, name, param)
     nested = (schema.get("items") or {}).get("type") if isinstance(schema.get("items"), dict) else None
     try:
-        return encode_value(value, schema.get("type", "any"), nested, language)
-    except ValueError:
+        source = encode_value(value, schema.get("type", "any"), nested, language)
+        # what BFCL's decoder hands the checker: the argument's text as its parser reads it
+        return parse_calls(f"{name}({param}={source})", language)[0][name][param]
+    except (ValueError, KeyError, IndexError):
         return str(value)
 
 

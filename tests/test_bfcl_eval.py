@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imaginarium.evaluation.bfcl.checker import check_call, check_calls, standardize
 from imaginarium.evaluation.bfcl.decode import decode_result, has_call, python_calls
@@ -262,3 +264,37 @@ def test_bfcl_argument_rules_on_chat_items_with_possible_answer_golds(run, tmp_p
     bad = write_jsonl(tmp_path / "bad.jsonl", [{**rows[0], "gold": {"name": "weather.get", "arguments": {"city": "NYC"}}}])
     code, _, err = run("eval", bad, "--format", "chat", "--args-match", "bfcl")
     assert code == 2 and "bad.jsonl:1" in err and "list of acceptable values" in err
+
+
+# -- no traceback on any BFCL file -----------------------------------------------------------------
+def test_every_file_bfcl_ships_is_read_without_a_traceback(run):
+    from imaginarium.evaluation.bfcl.data import default_data_dir
+
+    root = default_data_dir()
+    if root is None:
+        pytest.skip("bfcl-eval is not installed")
+    files = sorted(root.rglob("*.json"))
+    assert len(files) > 40
+    for path in files:  # questions, possible answers, multi-turn docs given where results are expected
+        code, _, err = run("eval", path, "--format", "bfcl")
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (path, err)
+    code, _, err = run("eval", files[0], "--format", "bfcl", "--bfcl-data", root / "multi_turn_func_doc")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(result=JSON | st.text(max_size=200), category=st.sampled_from(["simple_python", "parallel", "multiple",
+                                                                         "irrelevance", "simple_java", "simple_javascript"]))
+def test_any_result_gets_a_verdict_never_an_exception(result, category):
+    from imaginarium.evaluation.bfcl.data import BfclItem
+    from imaginarium.evaluation.bfcl.score import score_item
+
+    item = BfclItem("x_0", category, [[{"role": "user", "content": "q"}]], [WEATHER, STOCK],
+                    golds=None if category == "irrelevance" else [gold(city=["Paris"], days=[3, ""])])
+    verdict = score_item(item, result)
+    assert isinstance(verdict.valid, bool)

@@ -266,15 +266,25 @@ def _dict_value(param: str, value: dict, answers: list) -> Verdict:
     return verdict
 
 
+def _options(allowed: Any) -> list:
+    """A gold dict's alternatives for one key. BFCL's golds give a list; where one gives a bare
+    string, BFCL reads it as a sequence, so as its characters (and `""` is in any string: the
+    key may be left out). Mirrored, since its verdicts are the reference."""
+    if isinstance(allowed, (list, str)):
+        return list(allowed)
+    return [allowed]
+
+
 def _one_dict(param: str, value: dict, answer: dict) -> Verdict:
     for key, item in value.items():
         if key not in answer:
             return Verdict(False, "value_error:dict_key", f"{param!r}: unexpected key {key!r}")
-        allowed = answer[key] if isinstance(answer[key], list) else [answer[key]]
+        allowed = _options(answer[key])
         if _std(item) not in [_std(a) for a in allowed]:
-            return Verdict(False, "value_error:dict_value", f"{param!r}.{key}: {item!r} is none of {allowed!r}")
+            return Verdict(False, "value_error:dict_value", f"{param!r}.{key}: {item!r} is none of {answer[key]!r}")
     for key, allowed in answer.items():
-        if key not in value and "" not in (allowed if isinstance(allowed, list) else [allowed]):
+        optional = "" in allowed if isinstance(allowed, (list, str)) else False
+        if key not in value and not optional:
             return Verdict(False, "value_error:dict_key", f"{param!r}: missing key {key!r}")
     return OK
 

@@ -26,7 +26,8 @@ import operator
 from typing import Any
 
 from imaginarium.evaluation.bfcl.checker import Call, Language
-from imaginarium.evaluation.bfcl.java_js import DecodeError, parse_calls
+from imaginarium.evaluation.bfcl.java_js import DecodeError
+from imaginarium.evaluation.bfcl.java_js_calls import parse_calls
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}

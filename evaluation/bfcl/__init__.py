@@ -1,0 +1,1 @@
+"""BFCL-compatible evaluation."""
