@@ -32,11 +32,36 @@ from imaginarium.builders.neighbours import ToolMenu
 from imaginarium.builders.trials import check_trials, example_turns, held_out
 from imaginarium.errors import InputError
 from imaginarium.options import Options
+from imaginarium.schemas.kinds import first_turn_calls, kind_of, kind_problem
 from imaginarium.schemas.rows import TrialRecord
 from imaginarium.schemas.toolspec import read_tools
 from imaginarium.stage import read_table
 
 _TYPES = {"object": "dict", "number": "float", "null": "any"}
+# the BFCL category each scenario kind is scored like (schemas/kinds.py; single: simple_python or multiple)
+KIND_CATEGORIES = {"multiple": "multiple", "parallel": "parallel", "irrelevant": "irrelevance", "clarify": "clarify"}
+NO_ANSWER_CATEGORIES = ("irrelevance", "clarify")  # scored by whether a call is made, as BFCL's irrelevance
+
+
+def _golds(trial: TrialRecord, kind: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The gold calls a held-out trial gives its item, or why it gives none. Multi-turn trials are
+    left out: BFCL scores its multi-turn category by executing state, not by AST matching."""
+    if kind == "multi_turn":
+        return [], "multi_turn: BFCL's multi-turn category is scored by execution"
+    if kind in ("irrelevant", "clarify"):
+        problem = kind_problem(trial)
+        return ([], None) if problem is None else ([], f"{kind}: {problem}")
+    if kind == "parallel":
+        problem = kind_problem(trial)
+        if problem:
+            return [], f"parallel: {problem}"
+        first = [s for s in first_turn_calls(trial) if s.call is not None]
+        return [{s.call.name: {k: [v] for k, v in s.call.args.items()}} for s in first if s.call], None
+    turns, reason = example_turns(trial, "ok", False)
+    if reason or not turns:
+        return [], reason or "no call"
+    call = turns[-1]
+    return [{call.name: {k: [v] for k, v in json.loads(call.arguments).items()}}], None
 
 
 class BfclConfig(Options):
@@ -101,40 +126,54 @@ def build_bfcl(trials: str | Path, tools_path: str | Path, out: str | Path, conf
     records = [TrialRecord.from_row(row) for row in stored]
     tools = read_tools(tools_path)
     by_name = {tool.name: tool for tool in tools}
-    category = "simple_python" if config.max_tools == 1 else "multiple"
+    single_category = "simple_python" if config.max_tools == 1 else "multiple"
     chosen = [trial for trial in records if held_out(trial, config.holdout, config.holdout_seed)]
     if not chosen:
         raise InputError(f"no trial is held out at --holdout {config.holdout} ({len(records)} trials)", where=str(trials))
     menu = ToolMenu(tools, max_tools=config.max_tools, model=config.embedding_model, seed=config.seed)
-    questions: list[dict[str, Any]] = []
-    answers: list[dict[str, Any]] = []
+    questions: dict[str, list[dict[str, Any]]] = {}
+    answers: dict[str, list[dict[str, Any]]] = {}
     skipped: dict[str, int] = {}
     for trial in chosen:
-        turns, reason = example_turns(trial, "ok", False)
-        if reason or not turns:
-            skipped[reason or "no call"] = skipped.get(reason or "no call", 0) + 1
+        kind = kind_of(trial)
+        category = KIND_CATEGORIES.get(kind, single_category)
+        golds, reason = _golds(trial, kind)
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        call = turns[-1]
-        if call.name not in by_name:
-            raise InputError(f"trial {trial.trial_id!r} calls {call.name!r}, which is not in the tools file",
+        unknown = [name for gold in golds for name in gold if name not in by_name]
+        if unknown:
+            raise InputError(f"trial {trial.trial_id!r} calls {unknown[0]!r}, which is not in the tools file",
                              where=str(tools_path))
-        shown = menu.shown(trial.api, [call.name], f"{trial.trial_id}/{trial.query}")
+        called = [name for gold in golds for name in gold]
+        shown = menu.shown(trial.api, called, f"{trial.trial_id}/{trial.query}")
+        if kind == "multiple":  # the API among its neighbours, as the trial showed it
+            shown = menu.entries(trial.tools_shown) or shown
         docs = [bfcl_doc(e["function"]["name"], e["function"]["description"], json.loads(e["function"]["parameters"]))
                 for e in shown]
-        item_id = f"{category}_{len(questions)}"
-        arguments = json.loads(call.arguments)
-        questions.append({"id": item_id, "question": [[{"role": "user", "content": trial.query}]], "function": docs})
-        answers.append({"id": item_id, "ground_truth": [{call.name: {k: [v] for k, v in arguments.items()}}]})
+        rows = questions.setdefault(category, [])
+        item_id = f"{category}_{len(rows)}"
+        rows.append({"id": item_id, "question": [[{"role": "user", "content": trial.query}]], "function": docs})
+        if category not in NO_ANSWER_CATEGORIES:
+            answers.setdefault(category, []).append({"id": item_id, "ground_truth": golds})
     if not questions:
-        raise InputError(f"none of the {len(chosen)} held-out trials has a successful call", where=str(trials))
+        raise InputError(f"none of the {len(chosen)} held-out trials makes a test item (a successful call, or a kind "
+                         "kept to)", where=str(trials))
     out = Path(out)
     (out / "possible_answer").mkdir(parents=True, exist_ok=True)
-    name = f"BFCL_v4_{category}.json"
-    lines = [json.dumps(row, ensure_ascii=False) for row in questions]
-    atomic_write_text(out / name, "\n".join(lines) + "\n")
-    atomic_write_text(out / "possible_answer" / name, "\n".join(json.dumps(r, ensure_ascii=False) for r in answers) + "\n")
-    manifest = {"category": category, "items": len(questions), "held_out_trials": len(chosen), "trials": len(records),
-                "skipped": skipped, "holdout": config.holdout, "holdout_seed": config.holdout_seed, "max_tools": config.max_tools,
-                "files": [name, f"possible_answer/{name}"], "source": str(trials)}
+    files = []
+    for category, rows in questions.items():
+        name = f"BFCL_v4_{category}.json"
+        atomic_write_text(out / name, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        files.append(name)
+        if category in answers:
+            atomic_write_text(out / "possible_answer" / name,
+                              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in answers[category]))
+            files.append(f"possible_answer/{name}")
+    items = {category: len(rows) for category, rows in sorted(questions.items())}
+    manifest = {"category": single_category if single_category in items else next(iter(items)), "categories": items,
+                "items": sum(items.values()), "held_out_trials": len(chosen), "trials": len(records),
+                "skipped": skipped, "holdout": config.holdout, "holdout_seed": config.holdout_seed,
+                "max_tools": config.max_tools, "files": files, "source": str(trials)}
     atomic_write_text(out / "export.json", json.dumps(manifest, indent=2) + "\n")
     return manifest

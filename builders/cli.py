@@ -10,6 +10,7 @@ import click
 
 from imaginarium.builders.bfcl import BfclConfig
 from imaginarium.builders.continual import ContinualConfig
+from imaginarium.builders.scenarios import PreferenceConfig
 from imaginarium.builders.sft import SftConfig
 from imaginarium.options import PATH, cli_options, out_option, parse_cli
 
@@ -56,6 +57,27 @@ def bfcl_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
     manifest = build_bfcl(trials, tools, out, parse_cli(BfclConfig, params))
     click.echo(f"{out}: {manifest['items']} {manifest['category']} items from {manifest['held_out_trials']} held-out "
                f"trials of {manifest['trials']}; skipped: {json.dumps(manifest['skipped'])}")
+
+
+@build.command("preference")
+@click.argument("trials", type=PATH)
+@out_option("Output directory: preference/ (and preference_text/ with --render-with) stage directories.")
+@click.option("--tools", required=True, type=PATH,
+              help="tools.jsonl with every tool the trials use (`imaginarium tools import`).")
+@cli_options(PreferenceConfig)
+def preference_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
+    """Build DPO pairs from explored trials: when not to call, and executed failures.
+
+    Irrelevant and clarify trials (explore --kinds) pair the right reply (a plain answer, a
+    question) with a call the model made when one was forced; other trials pair a successful
+    call with a failed one. --render-with MODEL also writes the pairs as the text Axolotl's DPO
+    trains on.
+    """
+    from imaginarium.builders.scenarios import build_preferences
+
+    manifests = build_preferences(trials, tools, out, parse_cli(PreferenceConfig, params))
+    counts = manifests["preference"].get("counts") or {}
+    click.echo(f"{out}: {counts.get('pairs', 0)} preference pairs; per kind: {json.dumps(counts.get('per_kind', {}))}")
 
 
 @build.command("continual")

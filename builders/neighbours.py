@@ -68,6 +68,10 @@ class ToolMenu:
         for api, found in zip(wanted, indices):
             self._neighbours[api] = [self.order[i] for i in found if self.order[i] != api]
 
+    def entries(self, names: Iterable[str]) -> list[dict[str, Any]]:
+        """The OpenAI function entries of `names` (unknown names left out), in the given order."""
+        return [self._entries[name] for name in names if name in self._entries]
+
     def shown(self, api: str, called: Iterable[str], key: str) -> list[dict[str, Any]]:
         """The tools shown with one example, as OpenAI function entries, in a seeded order."""
         names = list(dict.fromkeys([api, *called]))

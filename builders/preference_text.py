@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -98,3 +99,23 @@ def render_preference_rows(rows: Iterable[dict[str, Any]], tokenizer) -> list[di
             "chosen_answer": answers[-1] if answers else None,
         })
     return out
+
+
+def render_preference_stage(preference_dir: Path, out: Path, render_with: str,
+                            release_config: str = "preference_text") -> dict[str, Any]:
+    """A stage directory of the preference rows in `preference_dir` rendered to text with
+    `render_with`'s chat template (the form Axolotl's DPO trains on); a no-op when done."""
+    from transformers import AutoTokenizer
+
+    from imaginarium.models.factory import resolve_model
+    from imaginarium.stage import StageWriter, read_rows
+
+    writer = StageWriter(out, "render-preference-text", {"model": render_with}, {"preference": preference_dir},
+                         schema=ARROW_SCHEMA)
+    if writer.done:
+        return writer.manifest or {}
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(render_with))
+    rows = render_preference_rows(read_rows(preference_dir), tokenizer)
+    with writer:
+        writer.append(rows)
+        return writer.finish(extra={"release_config": release_config})

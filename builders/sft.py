@@ -19,10 +19,12 @@ from pydantic import Field
 from imaginarium.builders.chat import DEFAULT_SYSTEM, chat_messages
 from imaginarium.builders.neighbours import ToolMenu
 from imaginarium.builders.react import REACT_SCHEMA, react_examples
-from imaginarium.builders.trials import check_trials, count_sources, example_turns, held_out, row_source
+from imaginarium.builders.scenarios import scenario_messages
+from imaginarium.builders.trials import call_turns, check_trials, count_sources, example_turns, held_out, row_source
 from imaginarium.card_facts import CardFacts
 from imaginarium.errors import InputError
 from imaginarium.options import Options
+from imaginarium.schemas.kinds import kind_of
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.rows import SftRow, TrialRecord
 from imaginarium.schemas.toolspec import read_tools
@@ -108,11 +110,32 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
         if held_out(trial, config.holdout, config.holdout_seed):
             skipped["held out (--holdout)"] += 1
             continue
+        key = f"{trial.trial_id}/{trial.query}"
+        kind = kind_of(trial)
+        if kind not in ("single", "multiple"):  # the scenario kinds beyond one call: builders/scenarios.py
+            if format != "chat":
+                skipped[f"{kind}: chat rows only"] += 1
+                continue
+            messages, reason = scenario_messages(trial, policy=calls, simulated_ok=simulated_ok,
+                                                 with_tool_response=with_tool_response, system=system or None, key=key)
+            if messages is None:
+                skipped[reason or kind] += 1
+                continue
+            names = [c["function"]["name"] for m in messages for c in m["tool_calls"] or []]
+            try:
+                shown = menu.shown(trial.api, names, key)
+            except InputError as exc:
+                raise InputError(f"row {index}: {exc}", where=where) from None
+            count_sources(call_turns(trial, calls, simulated_ok), sources)
+            called.update(names)
+            rows.append(SftRow(messages=messages, tools=shown, api=trial.api, origin_trial=trial.trial_id,
+                               paraphrase_of=trial.paraphrase_of, source=row_source(trial), scores=trial.scores,
+                               kind=kind).to_row())
+            continue
         turns, reason = example_turns(trial, calls, with_tool_response, simulated_ok)
         if reason:
             skipped[reason] += 1
             continue
-        key = f"{trial.trial_id}/{trial.query}"
         try:
             shown = menu.shown(trial.api, [turn.name for turn in turns], key)
         except InputError as exc:
@@ -124,7 +147,7 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
         if format == "chat":
             messages = chat_messages(trial.query, turns, trial.final_answer, system=system or None, key=key,
                                      with_tool_response=with_tool_response)
-            rows.append(SftRow(messages=messages, tools=shown, **meta).to_row())
+            rows.append(SftRow(messages=messages, tools=shown, **meta, kind=kind if kind != "single" else None).to_row())
         else:
             examples = react_examples(trial.query, turns, trial.final_answer, shown,
                                       with_tool_response=with_tool_response, tool_token=tool_token)

@@ -31,7 +31,7 @@ from imaginarium.errors import InputError
 from imaginarium.schemas.rows import TrialRecord
 
 CALL_POLICIES = ("ok", "all")
-ACTIONS = ("call", "final_answer", "invalid")
+ACTIONS = ("call", "final_answer", "invalid", "ask", "user")
 NO_FEEDBACK = "[no execution feedback]"
 
 

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from imaginarium.atomic import atomic_path
 from imaginarium.errors import InputError
-from imaginarium.evaluation.bfcl.data import CATEGORIES
+from imaginarium.evaluation.bfcl.data import SCORED
 from imaginarium.evaluation.items import (
     BadRows,
     EvalItem,
@@ -77,7 +77,7 @@ class EvalConfig(Options):
     bfcl_data: Path | None = Field(None, json_schema_extra={"exists": True}, description=(
         "BFCL's data directory (questions and possible_answer/), or an `eval export` directory "
         "(default: the installed bfcl-eval package's data)."))
-    category: Literal[CATEGORIES] | None = Field(None, description=(  # type: ignore[valid-type]
+    category: Literal[SCORED] | None = Field(None, description=(  # type: ignore[valid-type]
         "The BFCL category of every result line (default: read from each line's id)."))
     batches: Path | None = Field(None, json_schema_extra={"exists": True},
                                  description="Batches of APIs (CL_batches.json's shape) for --by batch.")

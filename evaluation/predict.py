@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 
 from imaginarium.atomic import atomic_write_text
 from imaginarium.errors import InputError
-from imaginarium.evaluation.bfcl.data import CATEGORIES
+from imaginarium.evaluation.bfcl.data import SCORED
 from imaginarium.evaluation.items import check_name, check_names, check_values, document_rows, json_object
 from imaginarium.models.backend import Backend
 from imaginarium.models.options import GenerationOptions, open_backend
@@ -211,8 +211,8 @@ class PredictConfig(Options):
         "and write BFCL's result format."))
     bfcl_data: Path | None = Field(None, json_schema_extra={"exists": True}, description=(
         "BFCL's data directory, or an `eval export` directory (default: the installed bfcl-eval package's data)."))
-    category: list[Literal[CATEGORIES]] = Field(default_factory=list, description=(  # type: ignore[valid-type]
-        "BFCL categories to predict, comma-separated (default: all that eval scores)."))
+    category: list[Literal[SCORED]] = Field(default_factory=list, description=(  # type: ignore[valid-type]
+        "BFCL categories to predict, comma-separated (default: all that eval scores and --bfcl-data has)."))
     @field_validator("category", mode="before")
     @classmethod
     def _categories(cls, value: Any) -> Any:

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -51,12 +53,15 @@ from imaginarium.models.options import GenerationOptions
 from imaginarium.options import Options, comma_list
 from imaginarium.prompts import Prompts
 from imaginarium.schemas.constraints import call_schema
+from imaginarium.schemas.kinds import DEFAULT_KINDS, NO_CALL_KINDS, assign_kinds, kind_problem, parse_kinds
 from imaginarium.schemas.records import arrow_schema
-from imaginarium.schemas.rows import Call, Step
+from imaginarium.schemas.rows import Call, Step, TrialRecord
 from imaginarium.schemas.toolspec import ToolSpec, tool_doc
 from imaginarium.stage import StageWriter, read_manifest
 
 TEMPLATES = Path(__file__).parent / "templates"
+MAX_PARALLEL = 3  # calls in one parallel step
+REFLECT_KINDS = ("irrelevant", "clarify", "parallel", "multi_turn")  # kinds with a reflection prompt of their own
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +106,19 @@ class ExploreConfig(Options):
     no_ltm: bool = Field(False, description="Ablation: no long-term memory in the imagination prompt.")
     no_reflection: bool = Field(False, description="Ablation: label every trial successful.")
     templates: Path | None = Field(None, json_schema_extra={"fingerprint": False, "exists": True}, description=(
-        "Folder overriding prompt templates (explore/system.j2, imagine.j2, imagine_system.j2, reflect.j2, withheld.j2)."))
+        "Folder overriding prompt templates (explore/system.j2, imagine.j2, imagine_system.j2, reflect.j2, withheld.j2, "
+        "and per kind imagine_<kind>.j2, reflect_<kind>.j2, user_reply.j2, follow_up.j2)."))
+    kinds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_KINDS), description=(
+        "Scenario kinds and their weights, e.g. single=0.5,parallel=0.15,multiple=0.15,irrelevant=0.1,clarify=0.1 "
+        "(also multi_turn); one kind per episode. single alone is STE exactly."))
+    kind_tools: int = Field(3, ge=1, le=20, description="Nearest tools shown beside the API in `multiple` trials.")
 
     _lists = field_validator("apis", mode="before")(comma_list)
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _kinds(cls, value: Any) -> dict[str, float]:
+        return parse_kinds(value)
 
     @property
     def slots(self) -> int:
@@ -113,15 +128,30 @@ class ExploreConfig(Options):
 
 # -- schemas of the three generation steps -----------------------------------------------------
 def act_schema(tools: list[ToolSpec], config: ExploreConfig, *, allow_call: bool,
-               allow_answer: bool = True) -> dict[str, Any]:
-    """One step: a thought and a call of one of `tools` or the final answer (or both kinds)."""
+               allow_answer: bool = True, parallel: bool = False, ask: list[str] | None = None,
+               ask_only: bool = False) -> dict[str, Any]:
+    """One step: a thought and a call of one of `tools` or the final answer (or both kinds).
+
+    `parallel`: the step is a list of 2 to MAX_PARALLEL calls made at once (and nothing else);
+    `ask`: a clarifying question is allowed too, one that names one of these parameters (a
+    pattern the decoder enforces, so the question says what it asks for); `ask_only`: nothing else."""
     thought = {"type": "string", "maxLength": config.max_thought_chars}
     answer = _object({"thought": thought, "final_answer": {"type": "string", "minLength": 1, "maxLength": config.max_answer_chars}})
     if not allow_call or not tools:
         return answer
     calls = [call_schema(tool, max_string_length=config.max_argument_chars) for tool in tools]
-    call = _object({"thought": thought, "call": calls[0] if len(calls) == 1 else {"anyOf": calls}})
-    return {"anyOf": [call, answer]} if allow_answer else call
+    one = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    if parallel:
+        return _object({"thought": thought, "calls": {"type": "array", "items": one, "minItems": 2, "maxItems": MAX_PARALLEL}})
+    call = _object({"thought": thought, "call": one})
+    options = [] if ask and ask_only else [call]
+    if ask:
+        names = "|".join(re.escape(name.replace("_", " ")) for name in ask)
+        question = {"type": "string", "pattern": f"^[^\\n]{{0,60}}({names})[^\\n]{{0,60}}\\?$"}
+        options.append(_object({"thought": thought, "ask": question}))
+    if allow_answer:
+        options.append(answer)
+    return options[0] if len(options) == 1 else {"anyOf": options}
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -142,36 +172,48 @@ class Trial:
     final_answer: str | None = None
     succeeded: bool | None = None
     reflection: str | None = None
-    phase: str = "imagine"  # imagine -> act -> reflect -> done
+    phase: str = "imagine"  # imagine -> act [-> reply -> act] [-> follow_up -> act] [-> rejected] -> reflect -> done
     reimagined: int = 0  # queries rejected as repeats of earlier ones (long-term memory guard)
+    kind: str = "single"
+    missing: str | None = None        # clarify: the required parameter the query leaves out
+    rejected_call: dict[str, Any] | None = None  # irrelevant, clarify: a call sampled where none is right
 
     @property
     def trial_id(self) -> str:
         return f"{self.api}/{self.episode}/{self.slot}"
 
+    def _this_turn(self) -> list[Step]:
+        """The steps since the last user message (a clarification's reply, a follow-up)."""
+        users = [i for i, step in enumerate(self.steps) if step.action == "user"]
+        return self.steps[users[-1] + 1:] if users else self.steps
+
     @property
     def calls_made(self) -> int:
-        """Steps that used a turn: calls, and outputs that did not parse."""
-        return sum(1 for step in self.steps if step.action in ("call", "invalid"))
+        """Steps of this user turn that used a turn: calls, and outputs that did not parse."""
+        return sum(1 for step in self._this_turn() if step.action in ("call", "invalid"))
 
     @property
     def calls_executed(self) -> int:
-        return sum(1 for step in self.steps if step.action == "call")
+        return sum(1 for step in self._this_turn() if step.action == "call")
 
     def record(self, backend: Backend, seed: int) -> dict[str, Any]:
+        facts = {key: value for key, value in (("missing", self.missing), ("rejected_call", self.rejected_call)) if value}
         return {
             "trial_id": self.trial_id, "api": self.api, "episode": self.episode, "slot": self.slot,
             "query": self.query or "", "tools_shown": self.tools_shown, "steps": [step.to_row() for step in self.steps],
             "final_answer": self.final_answer, "succeeded": self.succeeded, "reflection": self.reflection,
             "model": backend.model, "backend": backend.name, "seed": seed,
+            "kind": self.kind, "scenario": json.dumps(facts, ensure_ascii=False, sort_keys=True) if facts else None,
         }
 
     @classmethod
     def from_record(cls, row: dict[str, Any]) -> Trial:
+        facts = json.loads(row["scenario"]) if row.get("scenario") else {}
         return cls(
             api=row["api"], episode=row["episode"], slot=row["slot"], tools_shown=list(row["tools_shown"]),
             query=row["query"], steps=[Step.from_row(step) for step in row["steps"]], final_answer=row["final_answer"],
-            succeeded=row["succeeded"], reflection=row["reflection"], phase="done",
+            succeeded=row["succeeded"], reflection=row["reflection"], phase="done", kind=row.get("kind") or "single",
+            missing=facts.get("missing"), rejected_call=facts.get("rejected_call"),
         )
 
 
@@ -183,49 +225,70 @@ class Episode:
     index: int
     done: list[Trial] = field(default_factory=list)
     current: Trial | None = None
+    kind: str = "single"  # every trial of an episode has its kind: one system message, one memory
 
 
 class Explorer:
     """Runs the exploration of many APIs at once against one backend and one executor."""
 
     def __init__(self, tools: list[ToolSpec], apis: list[str], backend: Backend, executor, config: ExploreConfig,
-                 *, distractors: dict[str, list[str]] | None = None, progress: bool = True):
+                 *, distractors: dict[str, list[str]] | None = None, neighbours: dict[str, list[str]] | None = None,
+                 progress: bool = True):
         self.tools = {tool.name: tool for tool in tools}
         self.apis = apis
         self.backend = backend
         self.executor = executor
         self.config = config
         self.distractors = distractors or {}  # api -> the other tools shown with it
+        self.neighbours = neighbours or {}  # api -> its nearest tools, shown in `multiple` trials
         self.prompts = Prompts(TEMPLATES, "explore", config.templates)
         self.progress = progress
-        self.memory: dict[str, list[Trial]] = defaultdict(list)  # long-term memory per API
-        self._schemas: dict[tuple[str, bool, bool], dict[str, Any]] = {}
+        # long-term memory per API and kind: a kind's queries differ in purpose, so each kind
+        # keeps its own (with `single` alone, that is the paper's memory per API)
+        self.memory: dict[tuple[str, str], list[Trial]] = defaultdict(list)
+        self._schemas: dict[tuple, dict[str, Any]] = {}
+        # every episode's kind, decided for the whole run at once (schemas/kinds.assign_kinds)
+        units = [f"{api}/{index}" for index in range(config.episodes) for api in apis]
+        self.episode_kinds = assign_kinds(config.kinds, units, config.generation.seed)
         self.reimagined = 0  # queries rejected as repeats, this run
         self._repeats = RepeatGuard(config.repeat_threshold)
 
     # -- prompts ---------------------------------------------------------------------------------
-    def shown_tools(self, api: str) -> list[ToolSpec]:
-        names = [api] + [n for n in self.distractors.get(api, []) if n in self.tools and n != api]
-        return [self.tools[name] for name in names]
+    def shown_tools(self, api: str, kind: str = "single") -> list[ToolSpec]:
+        others = self.neighbours.get(api, []) if kind == "multiple" else []
+        names = [api] + [n for n in [*self.distractors.get(api, []), *others] if n in self.tools and n != api]
+        return [self.tools[name] for name in dict.fromkeys(names)]
 
-    def system_message(self, api: str) -> dict[str, Any]:
-        shown = self.shown_tools(api)
-        text = self.prompts.render("system", tool_doc=tool_doc(shown[0]), distractors=[tool_doc(t) for t in shown[1:]])
+    def system_message(self, api: str, kind: str = "single") -> dict[str, Any]:
+        shown = self.shown_tools(api, kind)
+        text = self.prompts.render("system", tool_doc=tool_doc(shown[0]), distractors=[tool_doc(t) for t in shown[1:]],
+                                   kind=kind)
         return {"role": "system", "content": text}
 
     def trial_messages(self, trial: Trial) -> list[dict[str, Any]]:
         """The conversation turns of a trial, rebuilt from its record (used for STM and resume)."""
         messages: list[dict[str, Any]] = [{"role": "user", "content": trial.query or ""}]
-        for step in trial.steps:
+        steps = trial.steps
+        for index, step in enumerate(steps):
+            if step.is_call and step.parallel:
+                continue  # shown with the first call of its turn
             if step.is_call:
                 assert step.call is not None
-                call = {"name": step.call.name, "arguments": step.call.args}
-                messages.append({"role": "assistant", "content": _step_text({"thought": step.thought, "call": call})})
-                content = self.prompts.render("withheld") if step.observation is None else step.observation.content
-                messages.append({"role": "tool", "name": call["name"], "content": content})
+                turn = [step, *itertools.takewhile(lambda s: s.is_call and s.parallel, steps[index + 1:])]
+                calls = [{"name": s.call.name, "arguments": s.call.args} for s in turn if s.call is not None]
+                shown = {"thought": step.thought, "calls": calls} if len(turn) > 1 else {"thought": step.thought, "call": calls[0]}
+                messages.append({"role": "assistant", "content": _step_text(shown)})
+                for done, call in zip(turn, calls):
+                    content = self.prompts.render("withheld") if done.observation is None else done.observation.content
+                    messages.append({"role": "tool", "name": call["name"], "content": content})
+            elif step.action == "ask":
+                messages.append({"role": "assistant", "content": _step_text({"thought": step.thought, "ask": step.text})})
+            elif step.action == "user":
+                messages.append({"role": "user", "content": step.text or ""})
             elif step.action == "final_answer":
+                answer = step.text if step.text is not None else trial.final_answer
                 messages.append({"role": "assistant", "content": _step_text(
-                    {"thought": step.thought, "final_answer": trial.final_answer})})
+                    {"thought": step.thought, "final_answer": answer})})
             else:  # an output that did not parse: the model sees its error
                 messages.append({"role": "assistant", "content": step.thought or ""})
                 messages.append({"role": "user", "content": f"That was not a valid step: {step.parse_error}"})
@@ -235,16 +298,16 @@ class Explorer:
         return messages
 
     def conversation(self, episode: Episode) -> list[dict[str, Any]]:
-        messages = [self.system_message(episode.api)]
+        messages = [self.system_message(episode.api, episode.kind)]
         for trial in episode.done:
             messages += self.trial_messages(trial)
         return messages
 
-    def memory_items(self, api: str, in_flight: Iterable[Trial]) -> list[dict[str, str]]:
+    def memory_items(self, api: str, in_flight: Iterable[Trial], kind: str = "single") -> list[dict[str, str]]:
         if self.config.no_ltm:
             return []
-        items = [{"query": t.query or "", "label": _label(t)} for t in self.memory[api]]
-        items += [{"query": t.query, "label": "in progress"} for t in in_flight if t.query]
+        items = [{"query": t.query or "", "label": _label(t)} for t in self.memory[(api, kind)]]
+        items += [{"query": t.query, "label": "in progress"} for t in in_flight if t.query and t.kind == kind]
         return items
 
     # -- one round -------------------------------------------------------------------------------
@@ -267,46 +330,80 @@ class Explorer:
         if trial.phase == "imagine":
             # Imagination is a prompt of its own: a system message that gives the model the
             # writer's role, then what the tool does, what it takes, and long-term memory (every
-            # query explored for this API, this episode's included, with its label). Not the
-            # episode's conversation, nor the acting system prompt: a model told it is the
+            # query explored for this API and kind, this episode's included, with its label). Not
+            # the episode's conversation, nor the acting system prompt: a model told it is the
             # assistant and then asked to play the user writes about the conversation ("I'm
-            # ready to help. What's your question?") instead of a query.
+            # ready to help. What's your question?") instead of a query. Each kind has its own
+            # prompt (imagine_<kind>.j2; `single` and `multiple` share imagine.j2).
             tool = self.tools[trial.api]
+            template = "imagine" if trial.kind in ("single", "multiple") else f"imagine_{trial.kind}"
             prompt = self.prompts.render(
-                "imagine", tool_name=trial.api, description=tool.description or trial.api, inputs=tool_inputs(tool),
-                tool_doc=tool_doc(tool), memory=self.memory_items(trial.api, in_flight))
+                template, tool_name=trial.api, description=tool.description or trial.api, inputs=tool_inputs(tool),
+                tool_doc=tool_doc(tool), memory=self.memory_items(trial.api, in_flight, trial.kind),
+                missing=(trial.missing or "").replace("_", " "))
             messages = [{"role": "system", "content": self.prompts.render("imagine_system")},
                         {"role": "user", "content": prompt}]
             # Nothing continues an imagination prompt (the next one lists other memory), so its
             # keys and values are not worth a place in a prefix cache.
             return GenerationRequest(messages=messages, constraint=query_constraint(config.max_query_chars),
                                      remember=False, **sampling)
+        if trial.phase in ("reply", "follow_up"):
+            # The simulated user: the writer's role again, shown the conversation so far as text.
+            prompt = self.prompts.render("user_reply" if trial.phase == "reply" else "follow_up",
+                                         query=trial.query, transcript=_transcript(self.trial_messages(trial)),
+                                         missing=(trial.missing or "").replace("_", " "), tool_doc=tool_doc(self.tools[trial.api]))
+            messages = [{"role": "system", "content": self.prompts.render("imagine_system")},
+                        {"role": "user", "content": prompt}]
+            return GenerationRequest(messages=messages, constraint=query_constraint(config.max_query_chars),
+                                     remember=False, **sampling)
+        if trial.phase == "rejected":
+            # What a model that always calls would do with this query: the rejected side of a
+            # when-not-to-call preference pair (the query alone, a call forced).
+            messages = [*self.conversation(episode), {"role": "user", "content": trial.query or ""}]
+            schema = self._act_schema(trial.api, True, False, kind=trial.kind)
+            return GenerationRequest(messages=messages, constraint=Constraint.json(schema), remember=False, **sampling)
         messages = self.conversation(episode) + self.trial_messages(trial)
         if trial.phase == "act":
             allow_call = trial.calls_made < config.max_turns
-            allow_answer = not (config.call_first and allow_call and trial.calls_executed == 0)
-            schema = self._act_schema(trial.api, allow_call, allow_answer)
+            first = not any(step.action in ("call", "ask") for step in trial.steps)
+            call_first = config.call_first and trial.kind != "irrelevant"
+            allow_answer = not (call_first and allow_call and trial.calls_executed == 0)
+            parallel = trial.kind == "parallel" and first and allow_call
+            ask = self._required(trial.api) if trial.kind == "clarify" and first and allow_call else None
+            if ask:  # the query was imagined without a value the tool needs: ask first (as call_first calls first)
+                allow_answer = False
+            schema = self._act_schema(trial.api, allow_call, allow_answer, kind=trial.kind, parallel=parallel,
+                                      ask=tuple(ask) if ask else None, ask_only=bool(ask) and config.call_first)
             return GenerationRequest(messages=messages, constraint=Constraint.json(schema), **sampling)
         # reflect
-        return GenerationRequest(messages=[*messages, {"role": "user", "content": self.prompts.render("reflect")}],
+        template = f"reflect_{trial.kind}" if trial.kind in REFLECT_KINDS else "reflect"
+        return GenerationRequest(messages=[*messages, {"role": "user", "content": self.prompts.render(template)}],
                                  constraint=Constraint.choice(["yes", "no"]), **dict(sampling, max_tokens=4))
 
-    def _act_schema(self, api: str, allow_call: bool, allow_answer: bool) -> dict[str, Any]:
-        key = (api, allow_call, allow_answer)
+    def _required(self, api: str) -> list[str]:
+        parameters = self.tools[api].parameters
+        return [name for name in parameters.get("required", []) if name in parameters.get("properties", {})]
+
+    def _act_schema(self, api: str, allow_call: bool, allow_answer: bool, *, kind: str = "single",
+                    parallel: bool = False, ask: tuple[str, ...] | None = None, ask_only: bool = False) -> dict[str, Any]:
+        key = (api, allow_call, allow_answer, kind == "multiple", parallel, ask, ask_only)
         if key not in self._schemas:
-            self._schemas[key] = act_schema(self.shown_tools(api), self.config, allow_call=allow_call,
-                                            allow_answer=allow_answer)
+            self._schemas[key] = act_schema(self.shown_tools(api, kind), self.config, allow_call=allow_call,
+                                            allow_answer=allow_answer, parallel=parallel, ask=list(ask) if ask else None,
+                                            ask_only=ask_only)
         return self._schemas[key]
 
     def _repeats_memory(self, trial: Trial, query: str, in_flight: Iterable[Trial]) -> bool:
         """Whether `query` repeats a query already explored, or being explored, for the trial's API."""
         if self.config.no_ltm:
             return False
-        earlier = [t.query for t in [*self.memory[trial.api], *in_flight] if t is not trial and t.query]
+        same = [t for t in in_flight if t.kind == trial.kind]
+        earlier = [t.query for t in [*self.memory[(trial.api, trial.kind)], *same] if t is not trial and t.query]
         return self._repeats.repeats(query, earlier)
 
-    def advance(self, trial: Trial, completion, in_flight: Iterable[Trial] = ()) -> dict[str, Any] | None:
-        """Apply one completion to a trial; return a call to execute, if the step made one.
+    def advance(self, trial: Trial, completion, in_flight: Iterable[Trial] = ()) -> list[dict[str, Any]]:
+        """Apply one completion to a trial; return the calls to execute, if the step made any
+        (several for a parallel step).
 
         `in_flight`: the API's other trials in progress (their queries count as explored).
         """
@@ -316,37 +413,69 @@ class Explorer:
                 if trial.reimagined < self.config.reimagine and self._repeats_memory(trial, query, in_flight):
                     trial.reimagined += 1  # imagined again next round, with another seed
                     self.reimagined += 1
-                    return None
+                    return []
                 trial.query = query
                 trial.phase = "act"
             else:  # no usable query: the trial ends here, recorded with its error
                 trial.steps.append(_invalid_step(completion))
                 trial.phase = "done"
-            return None
+            return []
+        if trial.phase in ("reply", "follow_up"):
+            if not completion.ok:  # the simulated user said nothing usable: the trial ends
+                trial.steps.append(_invalid_step(completion))
+                trial.phase = "done"
+                return []
+            if trial.phase == "follow_up":  # the first answer stays in its step; the trial's answer is the last
+                last = next(step for step in reversed(trial.steps) if step.action == "final_answer")
+                last.text, trial.final_answer = trial.final_answer, None
+            trial.steps.append(Step(thought=None, action="user", text=unframed_query(completion.value)))
+            trial.phase = "act"
+            return []
+        if trial.phase == "rejected":
+            if completion.ok and "call" in completion.value:
+                trial.rejected_call = completion.value["call"]
+            trial.phase = self._after_answer(trial)
+            return []
         if trial.phase == "act":
             if not completion.ok:
                 trial.steps.append(_invalid_step(completion))
                 if trial.calls_made > self.config.max_turns:  # out of turns: give up without an answer
                     trial.phase = "done"
-                return None
+                return []
             value = completion.value
             if "final_answer" in value:
                 trial.steps.append(Step(thought=value["thought"], action="final_answer"))
                 trial.final_answer = value["final_answer"]
-                if self.config.no_reflection:
-                    trial.succeeded, trial.phase = True, "done"
+                if trial.kind == "multi_turn" and not any(step.action == "user" for step in trial.steps):
+                    trial.phase = "follow_up"
+                elif trial.kind in NO_CALL_KINDS and trial.rejected_call is None:
+                    trial.phase = "rejected"
                 else:
-                    trial.phase = "reflect"
-                return None
-            call = value["call"]
-            trial.steps.append(Step(thought=value["thought"], action="call",
-                                    call=Call(call["name"], json.dumps(call["arguments"], ensure_ascii=False))))
-            return call
-        # reflect
+                    trial.phase = self._after_answer(trial)
+                return []
+            if "ask" in value:
+                trial.steps.append(Step(thought=value["thought"], action="ask", text=value["ask"]))
+                trial.phase = "reply"
+                return []
+            calls = value["calls"] if "calls" in value else [value["call"]]
+            for index, call in enumerate(calls):
+                trial.steps.append(Step(thought=value["thought"] if index == 0 else None, action="call",
+                                        call=Call(call["name"], json.dumps(call["arguments"], ensure_ascii=False)),
+                                        parallel=index > 0))
+            return calls
+        # reflect: the model's verdict, and for the kinds beyond STE also the kind's own rule
         trial.reflection = completion.value if completion.ok else None
         trial.succeeded = completion.value == "yes" if completion.ok else False
+        if trial.succeeded and trial.kind != "single":
+            trial.succeeded = kind_problem(TrialRecord.from_row(trial.record(self.backend, 0))) is None
         trial.phase = "done"
-        return None
+        return []
+
+    def _after_answer(self, trial: Trial) -> str:
+        if self.config.no_reflection:
+            trial.succeeded = True
+            return "done"
+        return "reflect"
 
     def run(self, writer: StageWriter) -> dict[str, Any]:
         """Explore until every API has its episodes; returns the run's statistics."""
@@ -365,8 +494,7 @@ class Explorer:
                         active[api].append(queues[api].pop(0))
                     for episode in active[api]:
                         if episode.current is None:
-                            episode.current = Trial(api, episode.index, len(episode.done),
-                                                    [t.name for t in self.shown_tools(api)])
+                            episode.current = self._new_trial(episode)
                 live = [e for api in self.apis for e in active[api]]
                 if not live:
                     break
@@ -375,13 +503,13 @@ class Explorer:
                     in_flight = [e.current for e in active[episode.api] if e is not episode and e.current]
                     requests.append(self.request_for(episode, in_flight))
                 completions = self.backend.generate(requests)
-                calls = []
+                calls: list[tuple[Step, dict[str, Any]]] = []
                 for episode, completion in zip(live, completions):
                     trial = episode.current
                     assert trial is not None
-                    call = self.advance(trial, completion, [e.current for e in active[episode.api] if e.current])
-                    if call is not None:
-                        calls.append((trial, call))
+                    made = self.advance(trial, completion, [e.current for e in active[episode.api] if e.current])
+                    steps = trial.steps[len(trial.steps) - len(made):]
+                    calls.extend((step, call) for step, call in zip(steps, made))
                 self._execute(calls)
                 finished = self._collect_finished(active)
                 if finished:
@@ -411,14 +539,24 @@ class Explorer:
             run["prefix_hit_share"] = round(reused / (reused + computed), 4) if reused + computed else 0.0
         return run
 
-    def _execute(self, calls: list[tuple[Trial, dict[str, Any]]]) -> None:
+    def _execute(self, calls: list[tuple[Step, dict[str, Any]]]) -> None:
         if not calls:
             return
         if self.config.no_exec:
             return  # observations withheld: the step keeps observation=None
         observations = self.executor.execute_many([call for _, call in calls])
-        for (trial, _), observation in zip(calls, observations):
-            trial.steps[-1].observation = observation
+        for (step, _), observation in zip(calls, observations):
+            step.observation = observation
+
+    def _new_trial(self, episode: Episode) -> Trial:
+        trial = Trial(episode.api, episode.index, len(episode.done),
+                      [t.name for t in self.shown_tools(episode.api, episode.kind)], kind=episode.kind)
+        if episode.kind == "clarify":
+            required = self._required(episode.api)
+            if required:  # the parameter the query leaves out: a stable choice per trial
+                digest = hashlib.sha256(f"{self.config.generation.seed}/missing/{trial.trial_id}".encode()).digest()
+                trial.missing = required[digest[0] % len(required)]
+        return trial
 
     def _collect_finished(self, active: dict[str, list[Episode]]) -> list[Trial]:
         finished = []
@@ -428,7 +566,7 @@ class Explorer:
                 if trial is None or trial.phase != "done":
                     continue
                 finished.append(trial)
-                self.memory[api].append(trial)
+                self.memory[(api, trial.kind)].append(trial)
                 episode.done.append(trial)
                 episode.current = None
                 if len(episode.done) >= self.config.slots:
@@ -441,7 +579,7 @@ class Explorer:
         rows = sorted(writer.progress_rows(), key=lambda r: (r["episode"], r["slot"]))
         for row in rows:
             trial = Trial.from_record(row)
-            self.memory[trial.api].append(trial)
+            self.memory[(trial.api, trial.kind)].append(trial)
             self._written[(trial.api, trial.episode)].append(trial)
         return {row["trial_id"] for row in rows}
 
@@ -450,7 +588,10 @@ class Explorer:
         for index in range(self.config.episodes):
             done = self._written.get((api, index), [])
             if len(done) < self.config.slots:
-                episodes.append(Episode(api, index, done=list(done)))
+                kind = self.episode_kinds.get(f"{api}/{index}", "single")
+                if kind == "clarify" and not self._required(api):
+                    kind = "single"  # nothing required, nothing to leave out: an STE episode instead
+                episodes.append(Episode(api, index, done=list(done), kind=kind))
         return episodes
 
 
@@ -498,6 +639,12 @@ def _step_text(step: dict[str, Any]) -> str:
     the prefix cache can reuse the keys and values it computed while generating it.
     """
     return json.dumps(step, ensure_ascii=False, separators=(",", ":"))
+
+
+def _transcript(messages: list[dict[str, Any]]) -> str:
+    """A conversation as plain text for the simulated user (roles as words, JSON steps as is)."""
+    names = {"user": "User", "assistant": "Assistant", "tool": "Tool result"}
+    return "\n".join(f"{names.get(m['role'], m['role'])}: {m.get('content') or ''}" for m in messages)
 
 
 def _label(trial: Trial) -> str:
@@ -561,35 +708,56 @@ def explore_stage(out, tools_path, tools: list[ToolSpec], apis: list[str], backe
     The lower-level entry (tests and benchmarks bring their own backend and executor); `explore`
     opens them from the config.
     """
-    writer = _writer(out, tools_path, apis, config, distractors, (backend.name, backend.model, backend.revision))
+    neighbours = kind_neighbours(tools, apis, config)
+    writer = _writer(out, tools_path, apis, config, distractors, (backend.name, backend.model, backend.revision),
+                     neighbours)
     if writer.done:
         log.info("%s: exploration already finished with these inputs and settings", out)
         return writer.manifest or {}
     with writer:
-        explorer = Explorer(tools, apis, backend, executor, config, distractors=distractors, progress=progress)
+        explorer = Explorer(tools, apis, backend, executor, config, distractors=distractors, neighbours=neighbours,
+                            progress=progress)
         stats = explorer.run(writer)
         rows = writer.progress_rows()
         per_api: dict[str, int] = defaultdict(int)
+        per_kind: dict[str, int] = defaultdict(int)
         succeeded = 0
         for row in rows:
             per_api[row["api"]] += 1
+            per_kind[row.get("kind") or "single"] += 1
             succeeded += bool(row["succeeded"])
         quality = exploration_quality(rows)
+        counts = {"trials": len(rows), "succeeded": succeeded, "per_api": dict(sorted(per_api.items()))}
+        if set(per_kind) != {"single"}:
+            counts["per_kind"] = dict(sorted(per_kind.items()))
         return writer.finish(
-            counts={"trials": len(rows), "succeeded": succeeded, "per_api": dict(sorted(per_api.items()))},
+            counts=counts,
             extra={"run": stats, "quality": quality},
             files=CardFacts(quality=quality).files(),
             sort_by=["api", "episode", "slot"],
         )
 
 
+def kind_neighbours(tools: list[ToolSpec], apis: list[str], config: ExploreConfig) -> dict[str, list[str]] | None:
+    """Each API's nearest tools, shown beside it in `multiple` trials (None without that kind)."""
+    if "multiple" not in config.kinds or len(tools) < 2:
+        return None
+    return nearest_tools(tools, apis, config.kind_tools)
+
+
 def _writer(out, tools_path, apis: list[str], config: ExploreConfig, distractors: dict[str, list[str]] | None,
-            engine: tuple[str, str, str | None]) -> StageWriter:
+            engine: tuple[str, str, str | None], neighbours: dict[str, list[str]] | None = None) -> StageWriter:
     """The stage writer of an exploration; its fingerprint covers the settings, the APIs and the
-    engine that really generates (`engine`: backend name, model, revision)."""
+    engine that really generates (`engine`: backend name, model, revision). With `single` alone
+    (STE) the kind settings are left out, so such a run keeps the fingerprint it always had."""
     settings = config.fingerprint()
+    if config.kinds == DEFAULT_KINDS:
+        settings.pop("kinds", None)
+        settings.pop("kind_tools", None)
     settings["backend"], settings["model"], settings["revision"] = engine
     stage_config = {"explore": settings, "apis": apis, "distractors": distractors or {}}
+    if neighbours:
+        stage_config["kind_neighbours"] = neighbours
     inputs = {"tools": tools_path, **({"templates": config.templates} if config.templates else {})}
     return StageWriter(out, "explore", stage_config, inputs, schema=arrow_schema("episode_trial"))
 
@@ -628,8 +796,10 @@ def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = N
     used = set(chosen) | {name for names in (distractors or {}).values() for name in names}
     if config.execution.cache_mode == "record":
         require_live(specs, used)  # before anything is written or loaded: record mode must record
+    neighbours = kind_neighbours(specs, chosen, config)
+    used |= {name for names in (neighbours or {}).values() for name in names}
     engine = (config.generation.backend, config.generation.model, config.generation.revision)
-    if _writer(out, tools, chosen, config, distractors, engine).done:  # a no-op: no model loaded
+    if _writer(out, tools, chosen, config, distractors, engine, neighbours).done:  # a no-op: no model loaded
         return read_manifest(out) or {}
     backend = open_backend(config.generation)
     with open_executor(specs, config.execution, simulator_backend=lambda: backend, used=used) as executor:
@@ -685,8 +855,8 @@ def nearest_tools(specs: list[ToolSpec], apis: list[str], k: int) -> dict[str, l
     vectors = embed(texts)
     index = {spec.name: i for i, spec in enumerate(specs)}
     rows = [index[api] for api in apis]
-    _, neighbours = top_k(vectors[rows], vectors, k + 1)
+    neighbours, _ = top_k(vectors[rows], vectors, k + 1)  # (indices, scores)
     result = {}
     for api, found in zip(apis, neighbours):
-        result[api] = [specs[j].name for j in found if specs[j].name != api][:k]
+        result[api] = [specs[int(j)].name for j in found if specs[int(j)].name != api][:k]
     return result

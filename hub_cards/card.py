@@ -92,6 +92,7 @@ def _config_facts(release_dir: Path, name: str, info: dict[str, Any]) -> dict[st
         "rows": info["rows"],
         "splits": {split: s["rows"] for split, s in info["splits"].items()},
         "apis": info.get("apis"),
+        "scenario_kinds": info.get("kinds"),
         "funnel": facts.funnel,
         "quality": facts.quality if facts.quality and facts.quality.get("trials") else None,
         "judge_model": facts.judge_model,

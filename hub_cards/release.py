@@ -349,6 +349,15 @@ def _write_config(staging: Path, source: ConfigSource, table: pa.Table, max_shar
             "files": [f.relative_to(staging).as_posix() for f in files],
         }
     apis = Counter(api or "(none)" for api in table.column("api").to_pylist()) if "api" in table.column_names else None
+    kinds = None
+    if "kind" in table.column_names and "api" in table.column_names:  # the scenario kinds (schemas/kinds.py)
+        pairs = list(zip(table.column("api").to_pylist(), (k or "single" for k in table.column("kind").to_pylist())))
+        if any(kind != "single" for _, kind in pairs):
+            per_api: dict[str, Counter] = {}
+            for api, kind in pairs:
+                per_api.setdefault(api or "(none)", Counter())[kind] += 1
+            kinds = {"overall": dict(sorted(Counter(kind for _, kind in pairs).items())),
+                     "per_api": {api: dict(sorted(c.items())) for api, c in sorted(per_api.items())}}
     return {
         "stage": source.manifest.get("stage"),
         "content_hash": source.manifest.get("content_hash"),
@@ -356,6 +365,7 @@ def _write_config(staging: Path, source: ConfigSource, table: pa.Table, max_shar
         "rows": table.num_rows,
         "splits": split_info,
         **({"apis": dict(sorted(apis.items()))} if apis is not None else {}),
+        **({"kinds": kinds} if kinds is not None else {}),
     }
 
 

@@ -19,7 +19,7 @@ from imaginarium.hygiene import neutral_messages
 
 Status = Literal["ok", "error"]
 Source = Literal["real", "cached", "simulated"]
-Action = Literal["call", "final_answer", "invalid"]
+Action = Literal["call", "final_answer", "invalid", "ask", "user"]
 
 
 _OPTIONAL_OBSERVATION_KEYS = ("structured", "schema_error")
@@ -80,13 +80,18 @@ class Call:
 
 @dataclass
 class Step:
-    """One step of a trial: a call with what it returned, the final answer, or an invalid output."""
+    """One step of a trial: a call with what it returned, the final answer, an invalid output;
+    in the scenario kinds (schemas/kinds.py) also a clarifying question (`ask`, its `text`) and a
+    simulated user's message (`user`, its `text`). A call with `parallel` was made in the same
+    turn as the call before it."""
 
     thought: str | None
     action: Action
     call: Call | None = None
     observation: Observation | None = None
     parse_error: str | None = None
+    text: str | None = None
+    parallel: bool = False
     # The observation's JSON text as read, written back unchanged: a row read and rewritten by a
     # later stage keeps its bytes even if it was stored by another version with other keys.
     stored_observation: str | None = field(default=None, repr=False, compare=False)
@@ -102,7 +107,8 @@ class Step:
         return cls(thought=row.get("thought"), action=row["action"],
                    call=Call(call["name"], call["arguments"]) if call else None,
                    observation=Observation.from_json(observation) if observation else None,
-                   parse_error=row.get("parse_error"), stored_observation=observation)
+                   parse_error=row.get("parse_error"), stored_observation=observation,
+                   text=row.get("text"), parallel=bool(row.get("parallel")))
 
     def to_row(self) -> dict[str, Any]:
         observation = self.stored_observation
@@ -110,7 +116,8 @@ class Step:
             observation = json.dumps(self.observation.to_dict(), ensure_ascii=False)
         return {"thought": self.thought, "action": self.action,
                 "call": {"name": self.call.name, "arguments": self.call.arguments} if self.call else None,
-                "observation": observation, "parse_error": self.parse_error}
+                "observation": observation, "parse_error": self.parse_error, "text": self.text,
+                "parallel": self.parallel or None}
 
 
 @dataclass
@@ -181,6 +188,7 @@ class SftRow:
     paraphrase_of: str | None = None
     source: str | None = None
     scores: str | None = None
+    kind: str | None = None  # the scenario kind (schemas/kinds.py); None: single, as STE rows always were
 
     def to_row(self) -> dict[str, Any]:
         """The stored row; chat control tokens in any text are neutralised (imaginarium/hygiene.py)."""

@@ -44,6 +44,7 @@ def sft_row(api: str, query: str, arguments: dict, observation: dict, answer: st
         "paraphrase_of": None,
         "source": "ste",
         "scores": json.dumps({"judge": 1}),
+        "kind": None,
     }
 
 

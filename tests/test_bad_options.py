@@ -33,6 +33,7 @@ def baseline(path: tuple[str, ...], tmp: Path) -> list[str]:
     table = {
         ("augment",): [str(folder), "-o", out],
         ("build", "bfcl"): [str(folder), "-o", out, "--tools", str(file)],
+        ("build", "preference"): [str(folder), "-o", out, "--tools", str(file)],
         ("build", "continual"): [str(folder), "-o", out, "--batches", str(file), "--round", "0"],
         ("build", "sft"): [str(folder), "-o", out, "--tools", str(file)],
         ("cache", "export"): [str(file), "-o", out],

@@ -199,7 +199,7 @@ def test_parallel_episodes_run_side_by_side_and_mark_queries_in_flight(tmp_path,
     explorer = Explorer(toolset[0], APIS, backend, None, ExploreConfig.from_flat(dict(SMALL, parallel_episodes=2)))
     done = Trial("add_date", 0, 0, ["add_date"], query="What is 3 days after May 1?", final_answer="May 4",
                  succeeded=True, phase="done")
-    explorer.memory["add_date"].append(done)
+    explorer.memory[("add_date", "single")].append(done)
     in_flight = Trial("add_date", 1, 0, ["add_date"], query="Add a week to 2024-01-01", phase="act")
     items = explorer.memory_items("add_date", [in_flight, Trial("add_date", 2, 0, ["add_date"])])
     assert items == [{"query": "What is 3 days after May 1?", "label": "yes"},

@@ -33,8 +33,10 @@ EXAMPLES = {
         "query": "What is the date 3 days after 2024-01-01?", "tools_shown": ["add_date", "get_today_date"],
         "steps": [
             {"thought": "I should add days.", "action": "call", "call": CALL,
-             "observation": json.dumps({"content": "2024-01-04", "status": "ok", "source": "real"}), "parse_error": None},
-            {"thought": None, "action": "final_answer", "call": None, "observation": None, "parse_error": None},
+             "observation": json.dumps({"content": "2024-01-04", "status": "ok", "source": "real"}), "parse_error": None,
+             "text": None, "parallel": None},
+            {"thought": None, "action": "final_answer", "call": None, "observation": None, "parse_error": None,
+             "text": None, "parallel": None},
         ],
         "final_answer": "2024-01-04", "succeeded": True, "reflection": "yes",
         "model": "tiny", "backend": "transformers", "seed": 0,

@@ -202,20 +202,8 @@ def derived_stages(out: Path, pairs: str, margin: float, sft_from: str, render_w
 
 def render_stage(preference_dir: Path, out: Path, render_with: str) -> dict[str, Any]:
     """Preference rows rendered to text with `render_with`'s chat template (builders/preference_text.py)."""
-    from transformers import AutoTokenizer
+    from imaginarium.builders.preference_text import render_preference_stage
 
-    from imaginarium.builders.preference_text import ARROW_SCHEMA, render_preference_rows
-    from imaginarium.models.factory import resolve_model
-    from imaginarium.stage import StageWriter, read_rows
-
-    writer = StageWriter(out, "render-preference-text", {"model": render_with}, {"preference": preference_dir},
-                         schema=ARROW_SCHEMA)
-    if writer.done:
-        return writer.manifest or {}
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(render_with))
-    rows = render_preference_rows(read_rows(preference_dir), tokenizer)
-    with writer:
-        writer.append(rows)
-        return writer.finish(extra={"release_config": RELEASE_CONFIGS["preference_text"]})
+    return render_preference_stage(preference_dir, out, render_with, RELEASE_CONFIGS["preference_text"])
 
 

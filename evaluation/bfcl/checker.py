@@ -89,7 +89,7 @@ def _std(value: Any) -> Any:
 def category_rule(category: str) -> str:
     """How a category is checked: `irrelevance`, `relevance`, `parallel`, `multiple` or `simple`
     (BFCL decides by the name: `parallel` before `multiple`, so parallel_multiple is parallel)."""
-    if "irrelevance" in category:
+    if "irrelevance" in category or category == "clarify":  # clarify: imaginarium's own, no call is right first
         return "irrelevance"
     if "relevance" in category:
         return "relevance"

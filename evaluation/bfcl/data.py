@@ -33,6 +33,10 @@ CATEGORIES = (
 )
 NON_LIVE = CATEGORIES[:7]
 LIVE = CATEGORIES[7:]
+# Categories of imaginarium's own exports (`build bfcl`) that BFCL does not have: `clarify` items
+# (a value the call needs is missing) are scored like irrelevance: the right first reply is no call.
+OWN_CATEGORIES = ("clarify",)
+SCORED = (*CATEGORIES, *OWN_CATEGORIES)
 ALIASES = {"simple": "simple_python", "java": "simple_java", "javascript": "simple_javascript"}  # BFCL v1-v3 ids
 UNSUPPORTED = ("multi_turn", "memory", "web_search", "format_sensitivity")
 _ID_TAIL = re.compile(r"_\d+(?:-\d+)*$")
@@ -77,12 +81,17 @@ def category_of(item_id: str) -> str:
 
 def check_category(category: str, where: str | None = None) -> str:
     category = ALIASES.get(category, category)
-    if category in CATEGORIES:
+    if category in CATEGORIES or category in OWN_CATEGORIES:
         return category
     if any(category.startswith(name) for name in UNSUPPORTED):
         raise InputError(f"category {category!r} is scored by executing calls (multi-turn, memory, web search, "
                          f"format sensitivity), not by AST matching; eval scores {', '.join(CATEGORIES)}", where=where)
     raise InputError(f"unknown BFCL category {category!r} (one of {', '.join(CATEGORIES)})", where=where)
+
+
+def present_categories(root: Path) -> list[str]:
+    """The categories eval scores that have a questions file under `root`."""
+    return [c for c in SCORED if category_file(root, c) is not None]
 
 
 def category_file(root: Path, category: str, answers: bool = False) -> Path | None:
@@ -129,7 +138,7 @@ def load_categories(root: str | Path, categories: list[str]) -> BfclData:
 
 
 def _golds(root: Path, category: str) -> dict[str, list[dict[str, dict[str, list]]]] | None:
-    if "relevance" in category:  # irrelevance and relevance: scored by whether a call is made
+    if "relevance" in category or category in OWN_CATEGORIES:  # scored by whether a call is made
         return None
     path = category_file(root, category, answers=True)
     if path is None:

@@ -30,7 +30,7 @@ from typing import Any
 from imaginarium.atomic import atomic_path
 from imaginarium.errors import InputError
 from imaginarium.evaluation.bfcl.checker import language_of
-from imaginarium.evaluation.bfcl.data import CATEGORIES, BfclItem, check_category, load_categories
+from imaginarium.evaluation.bfcl.data import BfclItem, check_category, load_categories, present_categories
 from imaginarium.evaluation.bfcl.decode import python_calls
 from imaginarium.evaluation.bfcl.java_js import DecodeError
 from imaginarium.models.backend import Backend, Constraint, GenerationRequest
@@ -177,7 +177,7 @@ def predict_bfcl(out: str | Path, *, backend: Backend, bfcl_root: Path, categori
         out: the result file (JSON lines), written atomically.
         backend: the model.
         bfcl_root: BFCL's data directory.
-        categories: BFCL categories (default: every category eval scores).
+        categories: BFCL categories (default: every category eval scores that `bfcl_root` has).
         limit: at most this many items per category (in file order).
         call_format: json (constrained act format) or native (the chat template's tools).
 
@@ -187,7 +187,7 @@ def predict_bfcl(out: str | Path, *, backend: Backend, bfcl_root: Path, categori
     Raises:
         InputError: an unknown category, missing or malformed data files.
     """
-    chosen = [check_category(c) for c in (categories or list(CATEGORIES))]
+    chosen = [check_category(c) for c in (categories or present_categories(bfcl_root))]
     data = load_categories(bfcl_root, list(dict.fromkeys(chosen)))
     items: list[BfclItem] = []
     for category in dict.fromkeys(chosen):

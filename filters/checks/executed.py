@@ -1,4 +1,5 @@
-"""Check `executed`: at least one of the trial's calls ran without error.
+"""Check `executed`: at least one of the trial's calls ran without error (for the scenario
+kinds beyond STE: what the kind's rule asks, schemas/kinds.py).
 
 Whether a call answered by a simulated response counts is the `simulated_ok` setting: off, a
 trial whose only successes were simulated is dropped (training only on what real tools said).
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from imaginarium.filters.checks import KEEP, Outcome
+from imaginarium.schemas.kinds import kind_of, kind_problem
 
 if TYPE_CHECKING:
     from imaginarium.filters.filter import FilterConfig
@@ -19,7 +21,11 @@ if TYPE_CHECKING:
 
 
 def execution_problem(trial: TrialRecord, simulated_ok: bool) -> str | None:
-    """Why a trial fails the check, or None when one of its calls ran without error."""
+    """Why a trial fails the check, or None when one of its calls ran without error. A trial of
+    another scenario kind is held to its kind's rule instead (schemas/kinds.py: an irrelevant
+    trial must make no call, a parallel one two that ran, ...)."""
+    if kind_of(trial) != "single":
+        return kind_problem(trial, simulated_ok)
     if not trial.calls:
         return "made no tool call"
     observations = trial.observations

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from imaginarium.filters.checks import Outcome
 from imaginarium.models.backend import Backend, Constraint, GenerationRequest
 from imaginarium.prompts import Prompts
+from imaginarium.schemas.kinds import kind_of
 
 if TYPE_CHECKING:
     from imaginarium.filters.filter import FilterConfig
@@ -39,17 +40,35 @@ def judge_schema(max_reason_chars: int = MAX_REASON_CHARS) -> dict[str, Any]:
             "additionalProperties": False}
 
 
-def episode_steps(trial: TrialRecord) -> list[dict[str, str]]:
-    """The calls of a trial with what each returned, as the judge sees them."""
-    steps = []
-    for step in trial.calls:
-        assert step.call is not None
-        observation = step.observation
-        result = "(not shown)" if observation is None else f"[{observation.status}] {observation.content}"
-        if len(result) > MAX_RESULT_CHARS:
-            result = result[:MAX_RESULT_CHARS] + " ..."
-        steps.append({"name": step.call.name, "arguments": step.call.arguments, "result": result})
+def episode_steps(trial: TrialRecord) -> list[dict[str, Any]]:
+    """The calls of a trial with what each returned, as the judge sees them; in the scenario
+    kinds also the assistant's clarifying questions and the simulated user's messages."""
+    steps: list[dict[str, Any]] = []
+    number = 0
+    for step in trial.steps:
+        if step.action == "user":
+            steps.append({"user": step.text or ""})
+        elif step.action == "ask":
+            steps.append({"ask": step.text or ""})
+        elif step.is_call:
+            assert step.call is not None
+            observation = step.observation
+            result = "(not shown)" if observation is None else f"[{observation.status}] {observation.content}"
+            if len(result) > MAX_RESULT_CHARS:
+                result = result[:MAX_RESULT_CHARS] + " ..."
+            number += 1
+            steps.append({"number": number, "name": step.call.name, "arguments": step.call.arguments, "result": result})
     return steps
+
+
+# What the judge is told each scenario kind should show (schemas/kinds.py); STE trials: nothing.
+EXPECTATIONS = {
+    "parallel": "the request needs several calls at once; they are made together and the answer uses each result.",
+    "multiple": "several tools are offered; the right one is chosen for the request.",
+    "irrelevant": "no offered tool can serve the request; the right behaviour is to make no call and say so.",
+    "clarify": "the request leaves out a value the tool needs; the assistant asks for it, then calls with the user's value.",
+    "multi_turn": "after the first answer the user asks a follow-up that needs another call building on the first result.",
+}
 
 
 def judge_problem(verdict: dict[str, Any] | None, require: Sequence[str]) -> str | None:
@@ -74,7 +93,8 @@ class Judge:
 
     def request(self, trial: TrialRecord) -> GenerationRequest:
         episode = self.prompts.render("episode", query=trial.query, steps=episode_steps(trial),
-                                      final_answer=trial.final_answer or "")
+                                      final_answer=trial.final_answer or "",
+                                      expectation=EXPECTATIONS.get(kind_of(trial), ""))
         return GenerationRequest(
             messages=[{"role": "system", "content": self.prompts.render("system")}, {"role": "user", "content": episode}],
             constraint=self.constraint, max_tokens=self.max_tokens, temperature=0.0, seed=self.seed,
