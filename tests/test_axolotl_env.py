@@ -111,3 +111,29 @@ def test_two_training_steps_on_cpu(work, template):
     assert result.returncode == 0, output[-4000:]
     assert "2/2" in output and "train_loss" in output
     assert (work / f"out-{template}" / "adapter_model.safetensors").is_file()
+
+
+def test_when_not_to_call_pairs_pass_axolotls_dpo_check(tiny_model, tmp_path):
+    """The scenario kinds' preference pairs (builders/scenarios.py: a plain answer or a question
+    chosen over a call, a good call over a failed one), rendered and checked by Axolotl itself."""
+    from test_build_sft import TOOLS, write_trials
+    from test_kinds import KIND_TRIALS
+
+    from imaginarium.builders.scenarios import PreferenceConfig, build_preferences
+    from imaginarium.hub_cards.release import build_release
+    from imaginarium.schemas.toolspec import write_tools
+
+    write_tools(tmp_path / "tools.jsonl", TOOLS)
+    trials = write_trials(tmp_path / "trials", KIND_TRIALS, extra_columns=True)
+    build_preferences(trials, tmp_path / "tools.jsonl", tmp_path / "pref",
+                      PreferenceConfig(max_tools=3, render_with=str(tiny_model)), progress=False)
+    release = tmp_path / "release"
+    build_release([tmp_path / "pref" / "preference_text"], release, name="kinds-dpo", version="1.0.0",
+                  repo_id="imaginarium/kinds-dpo")
+    config = render_config(str(release), "dpo", str(tiny_model), cpu=True, overrides=[
+        "max_steps=1", f"output_dir={tmp_path / 'out'}", f"dataset_prepared_path={tmp_path / 'prepared'}"])
+    write_config(config, tmp_path / "dpo.yml", header(str(release), "dpo"))
+    code, report = check(tmp_path, tmp_path / "dpo.yml")
+    assert code == 0, json.dumps(report, indent=2)[-3000:]
+    assert report["validation_errors"] == [] and len(report["rows"]) == 3
+    assert all(row["ok"] and not row["problems"] for row in report["rows"])
