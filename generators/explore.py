@@ -48,6 +48,7 @@ from imaginarium.executor.options import ExecutionOptions
 from imaginarium.filters.dedupe import normalise_query
 from imaginarium.generators.quality import exploration_quality
 from imaginarium.generators.queries import query_constraint, unframed_query
+from imaginarium.jsonutil import canonical_json
 from imaginarium.models.backend import Backend, Constraint, GenerationRequest
 from imaginarium.models.options import GenerationOptions
 from imaginarium.options import Options, comma_list
@@ -97,7 +98,8 @@ class ExploreConfig(Options):
         "answer from their own knowledge). --no-call-first lets the model answer at once, as in the paper."))
     reimagine: int = Field(2, ge=0, le=20, description=(
         "Long-term memory's guard: a query that repeats an explored one (exactly, or nearly by embeddings) is "
-        "imagined again with a fresh seed, up to this many times (0: the prompt alone, as in the paper)."))
+        "imagined again with a fresh seed, up to this many times (0: the prompt alone, as in the paper); so is a "
+        "parallel step whose calls repeat each other."))
     repeat_threshold: float | None = Field(0.9, gt=0, le=1, description=(
         "Cosine similarity of sentence embeddings at or above which a query counts as a near repeat."))
     reimagine_heat: float = Field(0.2, ge=0, le=2, description="Temperature added per attempt when a query is imagined again.")
@@ -174,6 +176,7 @@ class Trial:
     reflection: str | None = None
     phase: str = "imagine"  # imagine -> act [-> reply -> act] [-> follow_up -> act] [-> rejected] -> reflect -> done
     reimagined: int = 0  # queries rejected as repeats of earlier ones (long-term memory guard)
+    resampled: int = 0  # parallel steps sampled again because a call repeated another
     kind: str = "single"
     missing: str | None = None        # clarify: the required parameter the query leaves out
     rejected_call: dict[str, Any] | None = None  # irrelevant, clarify: a call sampled where none is right
@@ -249,7 +252,7 @@ class Explorer:
         self._schemas: dict[tuple, dict[str, Any]] = {}
         # every episode's kind, decided for the whole run at once (schemas/kinds.assign_kinds)
         units = [f"{api}/{index}" for index in range(config.episodes) for api in apis]
-        self.episode_kinds = assign_kinds(config.kinds, units, config.generation.seed)
+        self.episode_kinds = self._clarify_where_possible(assign_kinds(config.kinds, units, config.generation.seed))
         self.reimagined = 0  # queries rejected as repeats, this run
         self._repeats = RepeatGuard(config.repeat_threshold)
 
@@ -315,11 +318,12 @@ class Explorer:
         trial = episode.current
         assert trial is not None, "an active episode always has a trial in progress"
         config = self.config
-        phase = f"{trial.phase}#{trial.reimagined}" if trial.reimagined else trial.phase
+        retries = trial.reimagined if trial.phase == "imagine" else trial.resampled if trial.phase == "act" else 0
+        phase = f"{trial.phase}#{retries}" if retries else trial.phase
         seed = _seed(config.generation.seed, trial.trial_id, len(trial.steps), phase)
         temperature = config.generation.temperature
-        if trial.phase == "imagine" and trial.reimagined:
-            temperature = min(1.0, temperature + config.reimagine_heat * trial.reimagined)
+        if retries:
+            temperature = min(1.0, temperature + config.reimagine_heat * retries)
         # The tools are documented in the system message only, not also passed as the chat
         # template's `tools`: a model's native tool block would describe them a second time and
         # often prescribe its own call syntax, which the act format does not use. Every step of
@@ -379,6 +383,22 @@ class Explorer:
         template = f"reflect_{trial.kind}" if trial.kind in REFLECT_KINDS else "reflect"
         return GenerationRequest(messages=[*messages, {"role": "user", "content": self.prompts.render(template)}],
                                  constraint=Constraint.choice(["yes", "no"]), **dict(sampling, max_tokens=4))
+
+    def _clarify_where_possible(self, kinds: dict[str, str]) -> dict[str, str]:
+        """A clarify episode needs an API with a required parameter to leave out: one assigned to
+        an API without any trades kinds with the first episode (in unit order) of an API that has
+        one and is not clarify itself; with no such episode it becomes single."""
+        kinds = dict(kinds)
+        for unit, kind in list(kinds.items()):
+            if kind != "clarify" or self._required(unit.rsplit("/", 1)[0]):
+                continue
+            partner = next((other for other, k in kinds.items()
+                            if k != "clarify" and self._required(other.rsplit("/", 1)[0])), None)
+            if partner is None:
+                kinds[unit] = "single"
+            else:
+                kinds[unit], kinds[partner] = kinds[partner], "clarify"
+        return kinds
 
     def _required(self, api: str) -> list[str]:
         parameters = self.tools[api].parameters
@@ -458,6 +478,13 @@ class Explorer:
                 trial.phase = "reply"
                 return []
             calls = value["calls"] if "calls" in value else [value["call"]]
+            if len(calls) > 1:
+                distinct = list({canonical_json(call): call for call in calls}.values())
+                if len(distinct) < len(calls) and trial.resampled < self.config.reimagine:
+                    trial.resampled += 1  # the same call twice is no parallel step: sampled again, hotter
+                    return []
+                calls = distinct  # out of tries: each call once (fewer than two fails the kind's rule)
+                trial.resampled = 0
             for index, call in enumerate(calls):
                 trial.steps.append(Step(thought=value["thought"] if index == 0 else None, action="call",
                                         call=Call(call["name"], json.dumps(call["arguments"], ensure_ascii=False)),
@@ -589,8 +616,6 @@ class Explorer:
             done = self._written.get((api, index), [])
             if len(done) < self.config.slots:
                 kind = self.episode_kinds.get(f"{api}/{index}", "single")
-                if kind == "clarify" and not self._required(api):
-                    kind = "single"  # nothing required, nothing to leave out: an STE episode instead
                 episodes.append(Episode(api, index, done=list(done), kind=kind))
         return episodes
 

@@ -40,8 +40,10 @@ def load_embedder(model: str | None = None, device: str | None = None):
     Cached per (model, device): loading takes seconds, embedding many small batches must not.
     """
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
     path = default_model_path() if model in (None, DEFAULT_MODEL) else model
+    hf_logging.disable_progress_bar()  # a weight-loading bar in a stage's output is noise
     return SentenceTransformer(path, device=device or "cpu")
 
 

@@ -115,6 +115,8 @@ def kind_problem(trial: TrialRecord, simulated_ok: bool = True) -> str | None:
         first = first_turn_calls(trial)
         if len(first) < 2:
             return "fewer than two calls in one turn"
+        if len({(s.call.name, json.dumps(s.call.args, sort_keys=True)) for s in first if s.call}) < len(first):
+            return "the parallel calls repeat each other"
         return None if all(ran(step) for step in first) else "a parallel call failed"
     if kind == "clarify":
         asks = [step for step in trial.steps if step.action == "ask"]
