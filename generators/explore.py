@@ -53,7 +53,7 @@ from imaginarium.models.backend import Backend, Constraint, GenerationRequest
 from imaginarium.models.options import GenerationOptions
 from imaginarium.options import Options, comma_list
 from imaginarium.prompts import Prompts
-from imaginarium.schemas.constraints import call_schema
+from imaginarium.schemas.constraints import call_schema, other_than
 from imaginarium.schemas.kinds import DEFAULT_KINDS, NO_CALL_KINDS, assign_kinds, kind_problem, parse_kinds
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.rows import Call, Step, TrialRecord
@@ -98,8 +98,8 @@ class ExploreConfig(Options):
         "answer from their own knowledge). --no-call-first lets the model answer at once, as in the paper."))
     reimagine: int = Field(2, ge=0, le=20, description=(
         "Long-term memory's guard: a query that repeats an explored one (exactly, or nearly by embeddings) is "
-        "imagined again with a fresh seed, up to this many times (0: the prompt alone, as in the paper); so is a "
-        "parallel step whose calls repeat each other."))
+        "imagined again with a fresh seed, up to this many times (0: the prompt alone, as in the paper); a call "
+        "that repeats another of its parallel turn is asked for again as often, constrained to other values."))
     repeat_threshold: float | None = Field(0.9, gt=0, le=1, description=(
         "Cosine similarity of sentence embeddings at or above which a query counts as a near repeat."))
     reimagine_heat: float = Field(0.2, ge=0, le=2, description="Temperature added per attempt when a query is imagined again.")
@@ -176,7 +176,10 @@ class Trial:
     reflection: str | None = None
     phase: str = "imagine"  # imagine -> act [-> reply -> act] [-> follow_up -> act] [-> rejected] -> reflect -> done
     reimagined: int = 0  # queries rejected as repeats of earlier ones (long-term memory guard)
-    resampled: int = 0  # parallel steps sampled again because a call repeated another
+    resampled: int = 0  # calls asked for again because they repeated another of their parallel turn
+    pending: list[dict[str, Any]] | None = None  # a parallel turn's calls while its repeats are replaced
+    pending_thought: str | None = None
+    pending_target: int = 0
     kind: str = "single"
     missing: str | None = None        # clarify: the required parameter the query leaves out
     rejected_call: dict[str, Any] | None = None  # irrelevant, clarify: a call sampled where none is right
@@ -318,7 +321,7 @@ class Explorer:
         trial = episode.current
         assert trial is not None, "an active episode always has a trial in progress"
         config = self.config
-        retries = trial.reimagined if trial.phase == "imagine" else trial.resampled if trial.phase == "act" else 0
+        retries = trial.reimagined if trial.phase == "imagine" else trial.resampled if trial.phase == "distinct" else 0
         phase = f"{trial.phase}#{retries}" if retries else trial.phase
         seed = _seed(config.generation.seed, trial.trial_id, len(trial.steps), phase)
         temperature = config.generation.temperature
@@ -360,6 +363,17 @@ class Explorer:
                         {"role": "user", "content": prompt}]
             return GenerationRequest(messages=messages, constraint=query_constraint(config.max_query_chars),
                                      remember=False, **sampling)
+        if trial.phase == "distinct":
+            # One more call of the parallel turn, its distinguishing value constrained to differ.
+            assert trial.pending is not None
+            found = self._distinguishing(trial.pending)
+            assert found is not None, "a parallel turn enters `distinct` only when a parameter can differ"
+            param, schema = found
+            turn = {"thought": trial.pending_thought, "calls": trial.pending}
+            messages = [*self.conversation(episode), {"role": "user", "content": trial.query or ""},
+                        {"role": "assistant", "content": _step_text(turn)},
+                        {"role": "user", "content": self.prompts.render("parallel_more", parameter=param.replace("_", " "))}]
+            return GenerationRequest(messages=messages, constraint=Constraint.json(schema), remember=False, **sampling)
         if trial.phase == "rejected":
             # What a model that always calls would do with this query: the rejected side of a
             # when-not-to-call preference pair (the query alone, a call forced).
@@ -480,16 +494,24 @@ class Explorer:
             calls = value["calls"] if "calls" in value else [value["call"]]
             if len(calls) > 1:
                 distinct = list({canonical_json(call): call for call in calls}.values())
-                if len(distinct) < len(calls) and trial.resampled < self.config.reimagine:
-                    trial.resampled += 1  # the same call twice is no parallel step: sampled again, hotter
+                if len(distinct) < len(calls) and self._distinguishing(distinct) is not None:
+                    # the same call twice is no parallel step: the repeats are asked for again, one
+                    # at a time, constrained to other values (phase `distinct`)
+                    trial.pending, trial.pending_thought, trial.pending_target = distinct, value["thought"], len(calls)
+                    trial.phase = "distinct"
                     return []
-                calls = distinct  # out of tries: each call once (fewer than two fails the kind's rule)
-                trial.resampled = 0
-            for index, call in enumerate(calls):
-                trial.steps.append(Step(thought=value["thought"] if index == 0 else None, action="call",
-                                        call=Call(call["name"], json.dumps(call["arguments"], ensure_ascii=False)),
-                                        parallel=index > 0))
-            return calls
+                calls = distinct  # each call once (fewer than two fails the kind's rule)
+            return self._commit_calls(trial, value["thought"], calls)
+        if trial.phase == "distinct":
+            assert trial.pending is not None
+            if completion.ok and canonical_json(completion.value["call"]) not in {canonical_json(c) for c in trial.pending}:
+                trial.pending.append(completion.value["call"])
+            trial.resampled += 1
+            if len(trial.pending) >= trial.pending_target or trial.resampled > self.config.reimagine:
+                calls, thought = trial.pending, trial.pending_thought
+                trial.pending, trial.pending_thought, trial.resampled, trial.phase = None, None, 0, "act"
+                return self._commit_calls(trial, thought, calls)
+            return []
         # reflect: the model's verdict, and for the kinds beyond STE also the kind's own rule
         trial.reflection = completion.value if completion.ok else None
         trial.succeeded = completion.value == "yes" if completion.ok else False
@@ -497,6 +519,32 @@ class Explorer:
             trial.succeeded = kind_problem(TrialRecord.from_row(trial.record(self.backend, 0))) is None
         trial.phase = "done"
         return []
+
+    def _commit_calls(self, trial: Trial, thought: str | None, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add the calls of one act turn as steps (those after the first flagged parallel)."""
+        for index, call in enumerate(calls):
+            trial.steps.append(Step(thought=thought if index == 0 else None, action="call",
+                                    call=Call(call["name"], json.dumps(call["arguments"], ensure_ascii=False)),
+                                    parallel=index > 0))
+        return calls
+
+    def _distinguishing(self, calls: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+        """(the tool's parameter, the call schema with that parameter constrained to none of the
+        values `calls` gave it): the first required parameter such a constraint can be written for."""
+        tool = self.tools.get(calls[0]["name"])
+        if tool is None:
+            return None
+        for param in tool.parameters.get("required", []):
+            schema = call_schema(tool, max_string_length=self.config.max_argument_chars)
+            properties = schema["properties"]["arguments"].get("properties", {})
+            if param not in properties:
+                continue
+            narrowed = other_than(properties[param], [c["arguments"].get(param) for c in calls if c["name"] == tool.name])
+            if narrowed is not None:
+                properties[param] = narrowed
+                return param, _object({"thought": {"type": "string", "maxLength": self.config.max_thought_chars},
+                                       "call": schema})
+        return None
 
     def _after_answer(self, trial: Trial) -> str:
         if self.config.no_reflection:

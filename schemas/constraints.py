@@ -329,3 +329,57 @@ def _report(case: str, key: str, pointer: str, decoder: str, lines: list[str]) -
     elif decoder not in enforced:
         why = _WORSE.get((case, decoder), f"{case} is not enforced by {decoder}")
         lines.append(f"{pointer or '/'}: {key} ({why})")
+
+
+def other_than(schema: dict[str, Any], values: list[Any]) -> dict[str, Any] | None:
+    """`schema` narrowed to values other than `values` (strings by a pattern, integers by ranges
+    around them), so a decoder cannot repeat them; None where that cannot be written (numbers,
+    objects, a schema with its own pattern or enum). Used to make a parallel call differ from the
+    calls of its turn: llguidance enforces patterns and bounds (ENFORCED_BY)."""
+    kind = schema.get("type")
+    if "enum" in schema or "const" in schema:
+        remaining = [v for v in schema.get("enum", [schema.get("const")]) if v not in values]
+        return {**schema, "enum": remaining} if remaining else None
+    if kind == "string" and "pattern" not in schema and "format" not in schema:
+        strings = [v for v in values if isinstance(v, str)]
+        return {**schema, "pattern": "^" + _not_in(strings, schema.get("maxLength", 64)) + "$"}
+    if kind == "integer":
+        low, high = schema.get("minimum"), schema.get("maximum")
+        points = sorted({v for v in values if isinstance(v, int) and not isinstance(v, bool)})
+        ranges: list[dict[str, Any]] = []
+        start = low
+        for point in points:
+            if (start is None or point - 1 >= start) and (high is None or point - 1 <= high):
+                ranges.append({"type": "integer", **({"minimum": start} if start is not None else {}), "maximum": point - 1})
+            start = point + 1
+        if high is None or start is None or start <= high:
+            ranges.append({"type": "integer", **({"minimum": start} if start is not None else {}),
+                           **({"maximum": high} if high is not None else {})})
+        return {"anyOf": ranges} if ranges else None
+    return None
+
+
+def _not_in(values: list[str], limit: int) -> str:
+    """A regex for every string of at most `limit` characters that is none of `values`: at each
+    prefix of a value, end there (if that prefix is no value), or take a character that leads
+    away from every value, or follow a value one character further."""
+    trie: dict[str, Any] = {}
+    for value in values:
+        node = trie
+        for char in value:
+            node = node.setdefault(char, {})
+        node[""] = True  # a value ends here
+
+    def escape(char: str) -> str:
+        return "\\" + char if char in r"\^$.|?*+()[]{}-/" else char
+
+    def walk(node: dict[str, Any], depth: int) -> str:
+        children = [c for c in node if c]
+        options = [] if node.get("") else [""]
+        if depth < limit:
+            away = "[^" + "".join(escape(c) for c in children) + "\\n]" if children else "[^\\n]"
+            options.append(f"{away}[^\\n]{{0,{max(limit - depth - 1, 0)}}}")
+            options += [escape(c) + walk(node[c], depth + 1) for c in children]
+        return "(?:" + "|".join(options) + ")" if len(options) > 1 else (options[0] if options else "(?!)")
+
+    return walk(trie, 0)

@@ -282,3 +282,28 @@ def _without_latency(observation):
     return data
 
 
+
+
+def test_a_repeated_parallel_call_is_asked_for_again_constrained_to_other_values(tiny_model):
+    """The decoder itself keeps the replacement from repeating: a string parameter gets a pattern
+    excluding the values given, an integer ranges around them (llguidance enforces both)."""
+    import re
+
+    from imaginarium.models.backend import Constraint, GenerationRequest
+    from imaginarium.models.factory import make_backend
+    from imaginarium.schemas.constraints import other_than
+
+    narrowed = other_than({"type": "string", "maxLength": 6}, ["abc", "ab"])
+    for text, allowed in [("abc", False), ("ab", False), ("", True), ("abd", True), ("abcd", True), ("abcdefg", False)]:
+        assert (re.fullmatch(narrowed["pattern"].strip("^$"), text) is not None) == allowed, text
+    assert other_than({"type": "integer", "minimum": 0, "maximum": 4}, [2]) == {"anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": 1}, {"type": "integer", "minimum": 3, "maximum": 4}]}
+    assert other_than({"type": "number"}, [1.5]) is None
+    backend = make_backend("transformers", str(tiny_model))
+    schema = {"type": "object", "properties": {"city": other_than({"type": "string", "maxLength": 8}, ["Paris"]),
+                                               "n": other_than({"type": "integer", "minimum": 0, "maximum": 3}, [1])},
+              "required": ["city", "n"], "additionalProperties": False}
+    requests = [GenerationRequest(messages=[{"role": "user", "content": "Paris"}], constraint=Constraint.json(schema),
+                                  max_tokens=40, temperature=1.0, seed=seed) for seed in range(8)]
+    values = [c.value for c in backend.generate(requests) if c.ok]
+    assert values and all(v["city"] != "Paris" and v["n"] != 1 for v in values)
