@@ -284,13 +284,12 @@ def _without_latency(observation):
 
 
 
-def test_a_repeated_parallel_call_is_asked_for_again_constrained_to_other_values(tiny_model):
+def test_a_repeated_parallel_call_is_asked_for_again_constrained_to_other_values(backend):  # noqa: F811
     """The decoder itself keeps the replacement from repeating: a string parameter gets a pattern
     excluding the values given, an integer ranges around them (llguidance enforces both)."""
     import re
 
     from imaginarium.models.backend import Constraint, GenerationRequest
-    from imaginarium.models.factory import make_backend
     from imaginarium.schemas.constraints import other_than
 
     narrowed = other_than({"type": "string", "maxLength": 6}, ["abc", "ab"])
@@ -299,7 +298,6 @@ def test_a_repeated_parallel_call_is_asked_for_again_constrained_to_other_values
     assert other_than({"type": "integer", "minimum": 0, "maximum": 4}, [2]) == {"anyOf": [
         {"type": "integer", "minimum": 0, "maximum": 1}, {"type": "integer", "minimum": 3, "maximum": 4}]}
     assert other_than({"type": "number"}, [1.5]) is None
-    backend = make_backend("transformers", str(tiny_model))
     schema = {"type": "object", "properties": {"city": other_than({"type": "string", "maxLength": 8}, ["Paris"]),
                                                "n": other_than({"type": "integer", "minimum": 0, "maximum": 3}, [1])},
               "required": ["city", "n"], "additionalProperties": False}
