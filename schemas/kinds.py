@@ -137,6 +137,8 @@ def kind_problem(trial: TrialRecord, simulated_ok: bool = True) -> str | None:
         after = [s for s in trial.steps[users[0]:] if s.is_call and ran(s)]
         if not before or not after:
             return "the follow-up needs a call on each side of it"
+        if " ".join((trial.steps[users[0]].text or "").lower().split()) == " ".join(trial.query.lower().split()):
+            return "the follow-up repeats the first question"
         return None
     if not any(ran(step) for step in calls if step.call and step.call.name == trial.api):
         return f"no call of {trial.api} ran without error"

@@ -52,4 +52,12 @@ def test_every_call_is_valid_for_its_tool(rows):
 
 def test_the_quality_report_is_there(rows):
     quality = json.loads((OUT / "explore" / "quality.json").read_text())
-    assert quality["trials"] == 20 and 0 <= quality["with_ok_call"] <= 1
+    assert quality["trials"] == 30 and 0 <= quality["with_ok_call"] <= 1
+
+
+def test_the_exploration_mixes_every_scenario_kind(rows):
+    from imaginarium.schemas.kinds import KINDS
+
+    explored = read_rows(OUT / "explore")
+    assert {row["kind"] for row in explored} == set(KINDS)
+    assert {row["kind"] for row in rows} - {None}  # and rows beyond single calls are kept
