@@ -29,6 +29,10 @@ _USER_MARK = "=== user ==="
 _EXAMPLE_CHARS = 1500  # an example response longer than this is cut in the prompt
 
 
+SIMULATED_STRING_CHARS = 120  # longest free string in a simulated response
+SIMULATED_ARRAY_ITEMS = 5     # most items of an unbounded array in a simulated response
+
+
 class Simulator:
     """Writes tool responses with an LLM backend (see the module docstring)."""
 
@@ -94,4 +98,6 @@ def _returns_constraint(tool: ToolSpec) -> Constraint | None:
         return None
     from imaginarium.schemas.constraints import enforceable
 
-    return Constraint.json(enforceable(tool.returns))
+    # bounded strings and arrays: a small model otherwise lists items until max_tokens cuts it
+    return Constraint.json(enforceable(tool.returns, max_string_length=SIMULATED_STRING_CHARS,
+                                       max_array_items=SIMULATED_ARRAY_ITEMS))

@@ -78,7 +78,8 @@ def test_the_packaged_quickstart_runs_end_to_end(tmp_path, tiny_model):
                          echo=lambda _: None)
     assert list(outputs) == ["tools", "cache", "explore", "filter", "augment", "sft"]
     explore, filtered, augmented, sft = (read_manifest(outputs[n]) for n in ("explore", "filter", "augment", "sft"))
-    assert explore["counts"]["trials"] == 10 * 1 * 2  # 10 tools x 1 episode x 2 slots
+    assert explore["counts"]["trials"] == 10 * 1 * 3  # 10 tools x 1 episode x 3 slots
+    assert set(explore["counts"]["per_kind"]) == {"single", "parallel", "multiple", "irrelevant", "clarify", "multi_turn"}
     assert filtered["counts"]["kept"] + filtered["counts"]["dropped"] == explore["counts"]["trials"]
     assert augmented["counts"]["seeds"] == filtered["counts"]["kept"]
     assert sft["counts"]["rows"] >= 1, "the quickstart should end with training rows"

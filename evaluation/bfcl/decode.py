@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import json
 import operator
+import warnings
 from typing import Any
 
 from imaginarium.evaluation.bfcl.checker import Call, Language
@@ -76,7 +77,9 @@ def decoded_calls(items: list[Any]) -> list[Call]:
 def python_calls(text: str) -> list[Call]:
     """Python call syntax `[f(a=1), g.h(b="x")]` -> calls, without evaluating anything."""
     try:
-        tree = ast.parse(text.strip().strip("'"), mode="eval")
+        with warnings.catch_warnings():  # model text is not our code: its syntax warnings are noise
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip().strip("'"), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise DecodeError(f"not Python call syntax: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     body = tree.body
