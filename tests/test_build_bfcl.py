@@ -4,8 +4,6 @@ back by `eval --format bfcl` (and by bfcl-eval's own checker when it is installe
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 from test_build_sft import inputs  # noqa: F401  (the fixture: hand-made trials and their tools)
@@ -44,16 +42,9 @@ def test_every_held_out_trial_with_a_successful_call_becomes_an_item(inputs, tmp
 
 def test_bfcl_eval_reads_the_export(inputs, tmp_path):  # noqa: F811
     pytest.importorskip("bfcl_eval")
-    stub = types.ModuleType("bfcl_eval.constants.model_config")
-    stub.MODEL_CONFIG_MAPPING = {}  # type: ignore[attr-defined]  (names without dots: never read)
-    saved = sys.modules.get("bfcl_eval.constants.model_config")
-    sys.modules["bfcl_eval.constants.model_config"] = stub
-    try:
-        from bfcl_eval.constants.enums import Language
-        from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
-    finally:
-        if saved is not None:
-            sys.modules["bfcl_eval.constants.model_config"] = saved
+    from test_bfcl_oracle import load_oracle
+
+    ast_checker, language = load_oracle()
     build_bfcl(inputs["plain"], inputs["tools"], tmp_path / "bfcl", BfclConfig(holdout=1.0, max_tools=3))
     data = load_categories(tmp_path / "bfcl", ["multiple"])
     assert len(data.items) == 5
@@ -62,7 +53,7 @@ def test_bfcl_eval_reads_the_export(inputs, tmp_path):  # noqa: F811
         (gold,) = item.golds
         name, params = next(iter(gold.items()))
         right = [{name: {key: values[0] for key, values in params.items()}}]
-        assert ast_checker(item.functions, right, item.golds, Language.PYTHON, "multiple", "m")["valid"]
+        assert ast_checker(item.functions, right, item.golds, language.PYTHON, "multiple", "m")["valid"]
         assert score_item(item, right).valid
 
 

@@ -10,7 +10,8 @@ from collections import Counter
 import jsonschema
 import pytest
 from test_build_sft import TOOLS, answer, assert_renders_every_call, call, obs, tokenizer, trial, write_trials  # noqa: F401
-from test_explore import APIS, SMALL, backend, run, toolset  # noqa: F401
+from test_explore import backend, toolset  # noqa: F401
+from test_explore import run as explore_run
 
 from imaginarium.builders.bfcl import BfclConfig, build_bfcl
 from imaginarium.builders.scenarios import PreferenceConfig, build_preferences
@@ -43,28 +44,9 @@ def test_weights_parse_and_kinds_are_assigned_in_the_asked_shares():
     assert set(assign_kinds({"single": 1.0}, units, 0).values()) == {"single"}
 
 
-def test_a_bad_kinds_option_is_one_line(run_cli, tmp_path):
-    code, _, err = run_cli("explore", "--tools", tmp_path, "--kinds", "single=1,teleport=2", "-o", tmp_path / "out")
+def test_a_bad_kinds_option_is_one_line(run, tmp_path):
+    code, _, err = run("explore", "--tools", tmp_path, "--kinds", "single=1,teleport=2", "-o", tmp_path / "out")
     assert code == 2 and "teleport" in err and len(err.strip().splitlines()) == 1
-
-
-@pytest.fixture
-def run_cli(capsys, monkeypatch):
-    import sys
-
-    from imaginarium.cli import main
-
-    def invoke(*args):
-        monkeypatch.setattr(sys, "argv", ["imaginarium", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 def ask(text, thought="need it"):
@@ -204,7 +186,7 @@ def test_held_out_trials_of_each_kind_export_as_the_matching_bfcl_category(kind_
 # -- exploration with the tiny model --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def explored(tmp_path_factory, backend, toolset):  # noqa: F811
-    return run(tmp_path_factory.mktemp("kinds"), backend, toolset, episodes=6, stm_slots=1, max_tokens=200,
+    return explore_run(tmp_path_factory.mktemp("kinds"), backend, toolset, episodes=6, stm_slots=1, max_tokens=200,
                kinds=ALL_KINDS)
 
 
@@ -257,8 +239,8 @@ def test_long_term_memory_is_kept_per_api_and_kind(explored):
 
 
 def test_single_alone_reproduces_ste_records_exactly(tmp_path, backend, toolset):  # noqa: F811
-    default, _ = run(tmp_path / "default", backend, toolset)
-    single, _ = run(tmp_path / "single", backend, toolset, kinds="single=1")
+    default, _ = explore_run(tmp_path / "default", backend, toolset)
+    single, _ = explore_run(tmp_path / "single", backend, toolset, kinds="single=1")
 
     def comparable(rows):
         out = []
