@@ -340,9 +340,15 @@ def other_than(schema: dict[str, Any], values: list[Any]) -> dict[str, Any] | No
     if "enum" in schema or "const" in schema:
         remaining = [v for v in schema.get("enum", [schema.get("const")]) if v not in values]
         return {**schema, "enum": remaining} if remaining else None
-    if kind == "string" and "pattern" not in schema and "format" not in schema:
+    if kind == "string" and "format" not in schema:
         strings = [v for v in values if isinstance(v, str)]
-        return {**schema, "pattern": "^" + _not_in(strings, schema.get("maxLength", 64)) + "$"}
+        limit = schema.get("maxLength", max([64, *map(len, strings)]))
+        excluded = "^" + _not_in(strings, limit) + "$"
+        if "pattern" not in schema:
+            return {**schema, "pattern": excluded}
+        # both patterns must hold: llguidance intersects the patterns of an allOf
+        return {**{k: v for k, v in schema.items() if k != "pattern"},
+                "allOf": [{"pattern": schema["pattern"]}, {"pattern": excluded}]}
     if kind == "integer":
         low, high = schema.get("minimum"), schema.get("maximum")
         points = sorted({v for v in values if isinstance(v, int) and not isinstance(v, bool)})
@@ -373,13 +379,20 @@ def _not_in(values: list[str], limit: int) -> str:
     def escape(char: str) -> str:
         return "\\" + char if char in r"\^$.|?*+()[]{}-/" else char
 
-    def walk(node: dict[str, Any], depth: int) -> str:
+    def walk(node: dict[str, Any], depth: int) -> str | None:
+        """The regex for the rest of a string at this trie node; None where nothing may follow
+        (no lookarounds: constrained decoders do not take them)."""
         children = [c for c in node if c]
         options = [] if node.get("") else [""]
         if depth < limit:
             away = "[^" + "".join(escape(c) for c in children) + "\\n]" if children else "[^\\n]"
             options.append(f"{away}[^\\n]{{0,{max(limit - depth - 1, 0)}}}")
-            options += [escape(c) + walk(node[c], depth + 1) for c in children]
-        return "(?:" + "|".join(options) + ")" if len(options) > 1 else (options[0] if options else "(?!)")
+            for c in children:
+                rest = walk(node[c], depth + 1)
+                if rest is not None:
+                    options.append(escape(c) + rest)
+        if not options:
+            return None
+        return "(?:" + "|".join(options) + ")" if len(options) > 1 else options[0]
 
-    return walk(trie, 0)
+    return walk(trie, 0) or "[^\\s\\S]"

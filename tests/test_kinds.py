@@ -280,10 +280,15 @@ def test_a_repeated_parallel_call_is_asked_for_again_constrained_to_other_values
     assert other_than({"type": "integer", "minimum": 0, "maximum": 4}, [2]) == {"anyOf": [
         {"type": "integer", "minimum": 0, "maximum": 1}, {"type": "integer", "minimum": 3, "maximum": 4}]}
     assert other_than({"type": "number"}, [1.5]) is None
+    patterned = other_than({"type": "string", "pattern": "^[0-9]{3}$"}, ["123"])  # both patterns hold (allOf)
+    assert [part["pattern"] for part in patterned["allOf"]][0] == "^[0-9]{3}$"
+    assert re.fullmatch(patterned["allOf"][1]["pattern"].strip("^$"), "123") is None
     schema = {"type": "object", "properties": {"city": other_than({"type": "string", "maxLength": 8}, ["Paris"]),
-                                               "n": other_than({"type": "integer", "minimum": 0, "maximum": 3}, [1])},
-              "required": ["city", "n"], "additionalProperties": False}
+                                               "n": other_than({"type": "integer", "minimum": 0, "maximum": 3}, [1]),
+                                               "isbn": other_than({"type": "string", "pattern": "^[0-9]{4}$"}, ["1234"])},
+              "required": ["city", "n", "isbn"], "additionalProperties": False}
     requests = [GenerationRequest(messages=[{"role": "user", "content": "Paris"}], constraint=Constraint.json(schema),
                                   max_tokens=40, temperature=1.0, seed=seed) for seed in range(8)]
     values = [c.value for c in backend.generate(requests) if c.ok]
-    assert values and all(v["city"] != "Paris" and v["n"] != 1 for v in values)
+    assert values and all(v["city"] != "Paris" and v["n"] != 1 and v["isbn"] != "1234" for v in values)
+    assert all(re.fullmatch("[0-9]{4}", v["isbn"]) for v in values)
