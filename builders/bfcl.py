@@ -57,6 +57,8 @@ def _golds(trial: TrialRecord, kind: str) -> tuple[list[dict[str, Any]], str | N
             return [], f"parallel: {problem}"
         first = [s for s in first_turn_calls(trial) if s.call is not None]
         return [{s.call.name: {k: [v] for k, v in s.call.args.items()}} for s in first if s.call], None
+    if kind == "multiple" and kind_problem(trial):  # the API must be the tool it chose
+        return [], f"multiple: {kind_problem(trial)}"
     turns, reason = example_turns(trial, "ok", False)
     if reason or not turns:
         return [], reason or "no call"

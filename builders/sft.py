@@ -24,7 +24,7 @@ from imaginarium.builders.trials import call_turns, check_trials, count_sources,
 from imaginarium.card_facts import CardFacts
 from imaginarium.errors import InputError
 from imaginarium.options import Options
-from imaginarium.schemas.kinds import kind_of
+from imaginarium.schemas.kinds import kind_of, kind_problem
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.rows import SftRow, TrialRecord
 from imaginarium.schemas.toolspec import read_tools
@@ -131,6 +131,9 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
             rows.append(SftRow(messages=messages, tools=shown, api=trial.api, origin_trial=trial.trial_id,
                                paraphrase_of=trial.paraphrase_of, source=row_source(trial), scores=trial.scores,
                                kind=kind).to_row())
+            continue
+        if kind == "multiple" and kind_problem(trial, simulated_ok):  # a row must not teach the wrong tool
+            skipped[f"multiple: {kind_problem(trial, simulated_ok)}"] += 1
             continue
         turns, reason = example_turns(trial, calls, with_tool_response, simulated_ok)
         if reason:

@@ -91,7 +91,11 @@ KIND_TRIALS = [
         ask("Which days do you mean?"), user("Five."), call("add_date", {"date": "2024-01-01", "days": 5}, obs('"2024-01-06"')),
         answer()], "2024-01-06", kind="clarify", scenario=json.dumps({"missing": "date"})),
 ]
-BROKEN = {"translate/1/1": "irrelevant: made 1 call(s) where no shown tool fits",
+KIND_TRIALS.append(trial("forecast_weather/1/1", "forecast_weather", "Weather in Lyon tomorrow?", [
+    call("get_current_weather", {"city": "Lyon"}, obs('{"temp": 12}')), answer()], "12.", kind="multiple",
+    tools_shown=["forecast_weather", "get_current_weather", "search_news"]))  # the wrong one of the tools shown
+BROKEN = {"forecast_weather/1/1": "multiple: no call of forecast_weather ran without error",
+          "translate/1/1": "irrelevant: made 1 call(s) where no shown tool fits",
           "get_current_weather/1/1": "parallel: fewer than two calls in one turn",
           "add_date/1/1": "clarify: the question does not name the missing parameter 'date'"}
 
