@@ -48,17 +48,13 @@ def _golds(trial: TrialRecord, kind: str) -> tuple[list[dict[str, Any]], str | N
     left out: BFCL scores its multi-turn category by executing state, not by AST matching."""
     if kind == "multi_turn":
         return [], "multi_turn: BFCL's multi-turn category is scored by execution"
+    problem = kind_problem(trial) if kind != "single" else None  # multiple: the API must be the tool it chose
+    if problem:
+        return [], f"{kind}: {problem}"
     if kind in ("irrelevant", "clarify"):
-        problem = kind_problem(trial)
-        return ([], None) if problem is None else ([], f"{kind}: {problem}")
+        return [], None
     if kind == "parallel":
-        problem = kind_problem(trial)
-        if problem:
-            return [], f"parallel: {problem}"
-        first = [s for s in first_turn_calls(trial) if s.call is not None]
-        return [{s.call.name: {k: [v] for k, v in s.call.args.items()}} for s in first if s.call], None
-    if kind == "multiple" and kind_problem(trial):  # the API must be the tool it chose
-        return [], f"multiple: {kind_problem(trial)}"
+        return [{s.call.name: {k: [v] for k, v in s.call.args.items()}} for s in first_turn_calls(trial) if s.call], None
     turns, reason = example_turns(trial, "ok", False)
     if reason or not turns:
         return [], reason or "no call"

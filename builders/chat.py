@@ -15,12 +15,33 @@ import hashlib
 import json
 from typing import Any
 
+from pydantic import Field
+
 from imaginarium.builders.trials import Turn
+from imaginarium.options import Options
 
 DEFAULT_SYSTEM = (
     "You are a helpful assistant with access to tools. When a tool can help with the user's "
     "request, call it with arguments that follow its parameters; then answer from its result."
 )
+
+
+class RowOptions(Options):
+    """What every builder of chat rows from trials shares (`build sft`, `build preference`): the
+    system message, the tools shown, what counts as a successful call, the held-out part."""
+
+    simulated_ok: bool = Field(True, description=(
+        "Whether a call answered by the response simulator counts as successful (as in filter)."))
+    system: str | None = Field(DEFAULT_SYSTEM, description="System message of chat rows ('' for none).")
+    max_tools: int = Field(5, ge=1, le=1000, description=(
+        "Tools shown per row: its API, the tools it calls, then nearest neighbours."))
+    embedding_model: str | None = Field(None, min_length=1, description=(
+        "sentence-transformers model name or path for the neighbours (default: the bundled all-MiniLM-L6-v2)."))
+    seed: int = Field(0, ge=0, description="Seed of the order of the tools shown.")
+    holdout: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Leave out this fraction of the trials (a stable hash of the query): the ones `build bfcl --holdout` "
+        "exports as test items with the same fraction and --holdout-seed."))
+    holdout_seed: int = Field(0, ge=0, description="Seed of the hold-out hash (as in `build bfcl`).")
 
 
 def message(role: str, content: str | None = None, *, tool_calls: list[dict[str, Any]] | None = None,

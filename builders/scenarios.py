@@ -25,9 +25,8 @@ from typing import Any
 
 from pydantic import Field
 
-from imaginarium.builders.chat import DEFAULT_SYSTEM, call_id, message
+from imaginarium.builders.chat import RowOptions, call_id, message
 from imaginarium.errors import InputError
-from imaginarium.options import Options
 from imaginarium.schemas.kinds import kind_of, kind_problem, scenario
 from imaginarium.schemas.rows import PreferenceRow, Step, TrialRecord
 
@@ -130,20 +129,11 @@ def _pair(trial: TrialRecord, kind: str, prompt: list[dict[str, Any]], tools: li
                          chosen=chosen, rejected=rejected, chosen_score=1.0, rejected_score=0.0).to_row()
 
 
-class PreferenceConfig(Options):
-    """How trials become preference pairs (the stage fingerprint)."""
+class PreferenceConfig(RowOptions):
+    """How trials become preference pairs (the stage fingerprint); the shared fields are RowOptions'."""
 
-    system: str | None = Field(DEFAULT_SYSTEM, description="System message of the prompts ('' for none).")
-    max_tools: int = Field(5, ge=1, le=1000, description=(
-        "Tools shown per pair: its API, the tools it calls, then nearest neighbours."))
-    embedding_model: str | None = Field(None, min_length=1, description=(
-        "sentence-transformers model name or path for the neighbours (default: the bundled all-MiniLM-L6-v2)."))
-    seed: int = Field(0, ge=0, description="Seed of the order of the tools shown.")
-    simulated_ok: bool = Field(True, description="Whether a call answered by the response simulator counts as successful.")
     render_with: str | None = Field(None, min_length=1, description=(
         "Also write preference_text/: the pairs rendered with this model's chat template (what Axolotl's DPO trains on)."))
-    holdout: float = Field(0.0, ge=0.0, lt=1.0, description="Leave out this fraction of the trials (as `build sft --holdout`).")
-    holdout_seed: int = Field(0, ge=0, description="Seed of the hold-out hash.")
 
 
 def build_preferences(trials: str | Path, tools: str | Path, out: str | Path, config: PreferenceConfig | None = None,

@@ -16,14 +16,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from imaginarium.builders.chat import DEFAULT_SYSTEM, chat_messages
+from imaginarium.builders.chat import RowOptions, chat_messages
 from imaginarium.builders.neighbours import ToolMenu
 from imaginarium.builders.react import REACT_SCHEMA, react_examples
 from imaginarium.builders.scenarios import scenario_messages
 from imaginarium.builders.trials import call_turns, check_trials, count_sources, example_turns, held_out, row_source
 from imaginarium.card_facts import CardFacts
 from imaginarium.errors import InputError
-from imaginarium.options import Options
 from imaginarium.schemas.kinds import kind_of, kind_problem
 from imaginarium.schemas.records import arrow_schema
 from imaginarium.schemas.rows import SftRow, TrialRecord
@@ -35,8 +34,8 @@ log = logging.getLogger(__name__)
 # Keys of the input manifest's `extra` that describe the rows' history and travel with them.
 
 
-class SftConfig(Options):
-    """How trials become SFT rows (the stage fingerprint)."""
+class SftConfig(RowOptions):
+    """How trials become SFT rows (the stage fingerprint); the shared fields are RowOptions'."""
 
     format: Literal["chat", "react"] = Field("chat", description=(
         "chat: OpenAI/HF tool-calling messages + tools; react: STE Action/Observation text."))
@@ -44,19 +43,7 @@ class SftConfig(Options):
         "Add the second turn: the tool's response, then the final answer. Without it an example ends at the call."))
     calls: Literal["ok", "all"] = Field("ok", description=(
         "ok: only calls that ran without error; all: keep failed calls and their errors before the retry."))
-    simulated_ok: bool = Field(True, description=(
-        "Whether a call answered by the response simulator counts as successful (as in filter)."))
-    system: str | None = Field(DEFAULT_SYSTEM, description="System message of chat rows ('' for none).")
-    max_tools: int = Field(5, ge=1, le=1000, description=(
-        "Tools shown per example: its API, the tools it calls, then nearest neighbours."))
-    embedding_model: str | None = Field(None, min_length=1, description=(
-        "sentence-transformers model name or path for the neighbours (default: the bundled all-MiniLM-L6-v2)."))
-    seed: int = Field(0, ge=0, description="Seed of the order of the tools shown.")
     tool_token: bool = Field(False, description="ReAct: write the call name as <tool_NAME>.")
-    holdout: float = Field(0.0, ge=0.0, lt=1.0, description=(
-        "Leave out this fraction of the trials (a stable hash of the query): the ones `build bfcl --holdout` "
-        "exports as test items with the same fraction and --holdout-seed."))
-    holdout_seed: int = Field(0, ge=0, description="Seed of the hold-out hash (as in `build bfcl`).")
     release_config: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description=(
         "Config name in a release (default: sft or sft_react)."))
 
@@ -132,8 +119,9 @@ def build_sft(trials: str | os.PathLike, tools: str | os.PathLike, out: str | os
                                paraphrase_of=trial.paraphrase_of, source=row_source(trial), scores=trial.scores,
                                kind=kind).to_row())
             continue
-        if kind == "multiple" and kind_problem(trial, simulated_ok):  # a row must not teach the wrong tool
-            skipped[f"multiple: {kind_problem(trial, simulated_ok)}"] += 1
+        problem = kind_problem(trial, simulated_ok) if kind == "multiple" else None
+        if problem:  # a row must not teach the wrong tool
+            skipped[f"multiple: {problem}"] += 1
             continue
         turns, reason = example_turns(trial, calls, with_tool_response, simulated_ok)
         if reason:

@@ -139,9 +139,9 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
     if args_match in ("ast", "bfcl"):
         _check_ast_schemas(schemas, tools)
     if args_match in ("judge", "ste-paper"):
-        several = next((item for item in items if item.golds is not None), None)
-        if several is not None:
-            raise InputError(f"item {several.index}: several gold calls (or none) are scored with --args-match "
+        multi = next((item for item in items if item.golds is not None), None)
+        if multi is not None:
+            raise InputError(f"item {multi.index}: several gold calls (or none) are scored with --args-match "
                              "string, ast or bfcl, not with a judge", where=str(predictions))
     batch_map = load_batches(batches) if batches else None
     bad.check()  # every row read and checked before any judge loads
@@ -152,10 +152,11 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
 
     calls: list[ParsedCall] = []
     results: list[MatchResult | None] = []
+    several: dict[int, ParsedCalls] = {}  # items with several gold calls (or none): all their calls
     to_judge: list[int] = []
     for item in items:
         if item.golds is not None:
-            parsed = parse_all(item.output)
+            parsed = several[item.index] = parse_all(item.output)
             calls.append(ParsedCall(parsed.kind, error=parsed.error))
             results.append(_match_all(item, parsed, args_match, schemas))
             continue
@@ -177,7 +178,7 @@ def evaluate(predictions: str | Path, config: EvalConfig | None = None, *, out: 
         for i, verdict in zip(to_judge, verdicts):
             results[i] = verdict
 
-    rows = [_row(item, call, result) if item.golds is None else _row_all(item, call, result)
+    rows = [_row(item, call, result) if item.golds is None else _row_all(item, several[item.index], result)
             for item, call, result in zip(items, calls, results)]
     report = compute_metrics(rows, batch_map)
     report["args_match"] = args_match
@@ -265,10 +266,9 @@ def _match_all(item: EvalItem, parsed: ParsedCalls, args_match: str, schemas: di
     return MatchResult(False, f"the calls do not match the gold calls one-to-one {order}(names or arguments)", args_match)
 
 
-def _row_all(item: EvalItem, call: ParsedCall, result: MatchResult | None) -> dict[str, Any]:
+def _row_all(item: EvalItem, parsed: ParsedCalls, result: MatchResult | None) -> dict[str, Any]:
     """The item row for several gold calls: `api_match` when the names pair up one-to-one."""
     golds = item.golds or []
-    parsed = parse_all(item.output)
     gold_names = [name for name, _ in golds]
     names = [c.name for c in parsed.calls]
     paired = names == gold_names if item.ordered else sorted(map(str, names)) == sorted(gold_names)

@@ -319,7 +319,7 @@ def predict(test: str | Path | None, out: str | Path, config: PredictConfig | No
 
 
 def _predict_bfcl(out: str | Path, config: PredictConfig, backend: Backend | None) -> dict[str, Any]:
-    from imaginarium.evaluation.bfcl.data import check_category, load_categories
+    from imaginarium.evaluation.bfcl.data import check_category
     from imaginarium.evaluation.bfcl.predict import predict_bfcl
     from imaginarium.evaluation.bfcl.score import data_root
 
@@ -327,11 +327,10 @@ def _predict_bfcl(out: str | Path, config: PredictConfig, backend: Backend | Non
         raise InputError("--demos, --neighbours and --tools are for STE test files, not --format bfcl")
     root = data_root(config.bfcl_data)
     categories = [check_category(c) for c in config.category] or None
-    if categories:
-        load_categories(root, categories)  # every input checked before the model loads
-    engine = backend or open_backend(config.generation)
     g = config.generation
-    return predict_bfcl(out, backend=engine, bfcl_root=root, categories=categories, limit=config.limit,
+    # the model opens only after every input is read and checked (predict_bfcl calls it then)
+    return predict_bfcl(out, backend=backend or (lambda: open_backend(g)), bfcl_root=root, categories=categories,
+                        limit=config.limit,
                         call_format=config.call_format, max_tokens=g.max_tokens, temperature=g.temperature,
                         top_p=g.top_p, seed=g.seed, batch_size=config.batch_size)
 

@@ -206,9 +206,13 @@ def test_every_kind_yields_well_formed_trials(explored, toolset):  # noqa: F811
             if step["action"] == "call":
                 jsonschema.validate(json.loads(step["call"]["arguments"]), tools[step["call"]["name"]].parameters)
     assert any(sum(bool(s["parallel"]) for s in row["steps"]) >= 1 for row in by_kind["parallel"])
-    for row in by_kind["parallel"]:
-        firsts = [s for s in row["steps"] if s["action"] in ("call", "invalid")][:1]
-        assert firsts  # a parallel step (or an output cut by max_tokens), never a lone first call without peers
+    for row in by_kind["parallel"]:  # the first turn's calls never repeat each other (repeats are replaced or dropped)
+        turn = []
+        for step in row["steps"]:
+            if step["action"] != "call" or (turn and not step["parallel"]):
+                break
+            turn.append((step["call"]["name"], step["call"]["arguments"]))
+        assert len(set(turn)) == len(turn)
     for row in by_kind["multiple"]:
         assert len(row["tools_shown"]) > 1 and row["tools_shown"][0] == row["api"]
     for row in by_kind["irrelevant"]:

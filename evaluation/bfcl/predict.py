@@ -22,8 +22,10 @@ be read from it, which eval, like BFCL, counts as no call. Written atomically.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +75,17 @@ def _messages(item: BfclItem, system: str) -> list[dict[str, Any]]:
     return [{"role": "system", "content": "\n\n".join([*own, system])}, *rest]
 
 
-def _render(name: str, **context: Any) -> str:
+@functools.lru_cache(maxsize=1)
+def _templates():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                             autoescape=False, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template(name).render(**context).strip()
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                              autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+
+def _render(name: str, **context: Any) -> str:
+    """A prompt template (loaded once per process, not once per item)."""
+    return _templates().get_template(name).render(**context).strip()
 
 
 def calls_schema(tools: list[ToolSpec], max_string_length: int = 256) -> dict[str, Any]:
@@ -168,14 +175,15 @@ def to_result(calls: list[tuple[str, dict[str, Any]]], names: dict[str, str]) ->
     return [{names.get(name, name): arguments} for name, arguments in calls]
 
 
-def predict_bfcl(out: str | Path, *, backend: Backend, bfcl_root: Path, categories: list[str] | None = None,
+def predict_bfcl(out: str | Path, *, backend: Backend | Callable[[], Backend], bfcl_root: Path,
+                 categories: list[str] | None = None,
                  limit: int | None = None, call_format: str = "json", max_tokens: int = 512, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = 0, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
     """Predict every chosen BFCL item with `backend` and write BFCL result lines to `out`.
 
     Args:
         out: the result file (JSON lines), written atomically.
-        backend: the model.
+        backend: the model, or a function that opens it (called after every input is read).
         bfcl_root: BFCL's data directory.
         categories: BFCL categories (default: every category eval scores that `bfcl_root` has).
         limit: at most this many items per category (in file order).
@@ -203,6 +211,8 @@ def predict_bfcl(out: str | Path, *, backend: Backend, bfcl_root: Path, categori
                                       top_p=top_p, seed=seed))
     from imaginarium.evaluation.predict import _generate
 
+    if not isinstance(backend, Backend):
+        backend = backend()
     completions = _generate(backend, requests, batch_size)
     per_category: dict[str, int] = {}
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as handle:
