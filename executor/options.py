@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -89,13 +89,15 @@ class ExecutionOptions(Options):
 
 @contextlib.contextmanager
 def open_executor(tools: Iterable, options: ExecutionOptions, *, simulator_backend: Callable[[], Backend] | None = None,
-                  used: Iterable[str] | None = None) -> Iterator[Executor]:
+                  used: Iterable[str] | None = None, cache_shard: Path | None = None) -> Iterator[Executor]:
     """An Executor for `tools` as `options` say; the cache is closed on exit.
 
     `simulator_backend` returns the backend that writes simulated responses (called only in
     simulate mode, so a stage that never simulates never loads a model for it). `used` names the
     tools the stage may call (default all): in record mode each must have a live executor. MCP
-    servers start on their first call and stop on exit.
+    servers start on their first call and stop on exit. `cache_shard`: a worker of a sharded run
+    (imaginarium/engine.py) reads the cache but writes to this shard file of its own
+    (executor/cache_shards.py).
 
     Raises:
         InputError: simulate mode without a backend, record mode for tools with no live
@@ -126,7 +128,13 @@ def open_executor(tools: Iterable, options: ExecutionOptions, *, simulator_backe
         mcp = McpClients(timeout_s=options.timeout, start_timeout_s=options.mcp_start_timeout,
                          servers=read_servers(options.mcp_config) if options.mcp_config else None)
         mcp.bind(tools)
-    cache = ResponseCache(options.cache) if options.cache is not None else None
+    cache: Any = None
+    if options.cache is not None and cache_shard is not None:
+        from imaginarium.executor.cache_shards import OverlayCache
+
+        cache = OverlayCache(options.cache, cache_shard)
+    elif options.cache is not None:
+        cache = ResponseCache(options.cache)
     executor = Executor(tools, cache, options.cache_mode, http=http, simulator=simulator,
                         max_chars=options.max_chars, cache_errors=options.cache_errors,
                         python_timeout_s=options.timeout, mcp=mcp,

@@ -39,7 +39,7 @@ calls for `PARAPHRASE_THRESHOLD` (0.95), which drops only near-copies.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,6 +248,7 @@ def semantic_clusters(
     linkage: str = "leader",
     same_values: bool = True,
     show_progress: bool = False,
+    map_groups: Callable[[Callable, list[tuple]], list] | None = None,
 ) -> Clusters:
     """Cluster near-duplicate texts; earlier positions are preferred as the kept row.
 
@@ -255,7 +256,8 @@ def semantic_clusters(
     `vectors` (or both: the vectors are used, the texts feed the values guard). Rows are
     compared only within the same `groups` label (None: all together). `linkage="leader"`
     (default) or `"components"`; `same_values`: the values guard (needs texts). See the
-    module docstring.
+    module docstring. `map_groups(function, jobs)` runs the per-scope searches (default: here,
+    one after another; `RayEngine.map` runs them as Ray tasks, with the same result).
     """
     if linkage not in ("leader", "components"):
         raise ValueError(f"linkage must be 'leader' or 'components', not {linkage!r}")
@@ -273,19 +275,26 @@ def semantic_clusters(
         value_codes = np.array([codes.setdefault(values_key(t), len(codes)) for t in texts], dtype=np.int64)
     kept = np.arange(n)
     cosine = np.ones(n, dtype=np.float32)
-    for members in _group_members(n, groups):
-        sub = vectors if len(members) == n else vectors[members]  # one scope: no copy
-        i, j, s = neighbour_pairs(sub, threshold, block)
-        if value_codes is not None:
-            same = value_codes[members[i]] == value_codes[members[j]]
-            i, j, s = i[same], j[same], s[same]
-        if linkage == "leader":
-            sub_kept, sub_cos = _leaders(len(members), i, j, s)
-        else:
-            sub_kept, sub_cos = _components(sub, i, j)
+    scopes = _group_members(n, groups)
+    jobs = [(vectors if len(members) == n else vectors[members],  # one scope: no copy
+             None if value_codes is None else value_codes[members], threshold, block, linkage) for members in scopes]
+    results = map_groups(_scope_clusters, jobs) if map_groups is not None else [_scope_clusters(*job) for job in jobs]
+    for members, (sub_kept, sub_cos) in zip(scopes, results):
         kept[members] = members[sub_kept]
         cosine[members] = sub_cos
     return Clusters(kept=kept, cosine=cosine)
+
+
+def _scope_clusters(vectors: np.ndarray, value_codes: np.ndarray | None, threshold: float, block: int,
+                    linkage: str) -> tuple[np.ndarray, np.ndarray]:
+    """The clusters of one scope (an API's rows): (kept position, cosine) per row, positions local."""
+    i, j, s = neighbour_pairs(vectors, threshold, block)
+    if value_codes is not None:
+        same = value_codes[i] == value_codes[j]
+        i, j, s = i[same], j[same], s[same]
+    if linkage == "leader":
+        return _leaders(len(vectors), i, j, s)
+    return _components(vectors, i, j)
 
 
 def _group_members(n: int, groups: Sequence[Hashable] | None) -> list[np.ndarray]:
@@ -316,6 +325,8 @@ def dedupe(
     block: int = DEFAULT_BLOCK,
     vectors: np.ndarray | None = None,
     show_progress: bool = False,
+    embed_texts: Callable[[list[str]], np.ndarray] | None = None,
+    map_groups: Callable[[Callable, list[tuple]], list] | None = None,
 ):
     """Exact then (optionally) semantic deduplication: returns (kept, dropped).
 
@@ -323,7 +334,9 @@ def dedupe(
     the input order. Dropped rows gain `duplicate_of` (the kept row's `id_column` value, or its
     input position when that column is absent) and `drop_reason`. `prefer` ranks rows for the
     kept-row rule (see the module docstring); `vectors` (unit rows aligned with `rows`) skips the
-    embedding step when the caller already has them.
+    embedding step when the caller already has them. `embed_texts` embeds the rows left after
+    exact dedupe (default: `imaginarium.embeddings.embed` here; on Ray, `RayEngine.embed` on Ray
+    Data) and `map_groups` runs the per-API neighbour searches (see `semantic_clusters`).
     """
     frame = rows if isinstance(rows, pl.DataFrame) else None
     records = None if isinstance(rows, pl.DataFrame) else rows
@@ -350,11 +363,14 @@ def dedupe(
         if by is not None:
             keys = df.select(_as_list(by)).rows()
             groups = [keys[p] for p in survivors]
+        survivor_texts = [texts[p] for p in survivors]
+        survivor_vectors = None if vectors is None else np.asarray(vectors)[survivors]
+        if survivor_vectors is None and embed_texts is not None:
+            survivor_vectors = embed_texts(survivor_texts)
         clusters = semantic_clusters(
-            [texts[p] for p in survivors],
-            vectors=None if vectors is None else np.asarray(vectors)[survivors],
+            survivor_texts, vectors=survivor_vectors,
             groups=groups, threshold=threshold, model=model, block=block, linkage=linkage,
-            same_values=same_values, show_progress=show_progress,
+            same_values=same_values, show_progress=show_progress, map_groups=map_groups,
         )
         for local in np.flatnonzero(~clusters.is_kept):
             position, keeper = int(survivors[local]), int(survivors[clusters.kept[local]])
@@ -419,14 +435,21 @@ class DedupeOptions(Options):
     embedding_model: str | None = Field(None, min_length=1, description=(
         "sentence-transformers model name or path (default: the bundled all-MiniLM-L6-v2)."))
 
-    def step(self, default_threshold: float):
-        """The callable the stages take: rows -> (kept rows, [(dropped row, reason)]), or None."""
+    def step(self, default_threshold: float, engine: Any = None):
+        """The callable the stages take: rows -> (kept rows, [(dropped row, reason)]), or None.
+
+        `engine` (an `imaginarium.engine.RayEngine`): the embeddings on Ray Data and the per-API
+        neighbour searches as Ray tasks; the result is the same."""
         if not self.dedupe:
             return None
         cut = default_threshold if self.threshold is None else self.threshold
+        on_ray: dict[str, Any] = {}
+        if engine is not None:
+            on_ray = {"embed_texts": lambda texts: engine.embed(texts, model=self.embedding_model),
+                      "map_groups": engine.map_batched}
 
         def run(rows):
-            kept, dropped = dedupe(rows, semantic=self.semantic, model=self.embedding_model, threshold=cut)
+            kept, dropped = dedupe(rows, semantic=self.semantic, model=self.embedding_model, threshold=cut, **on_ray)
             return kept, [(row, row["drop_reason"]) for row in dropped]
 
         return run

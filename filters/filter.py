@@ -16,6 +16,7 @@ interrupted run resumes without judging a trial twice.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections import Counter, defaultdict
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from imaginarium.card_facts import CardFacts
+from imaginarium.engine import EngineOptions, RayEngine, open_engine
 from imaginarium.filters.checks import Check, active_checks
 from imaginarium.filters.checks.judge import JudgeCheck
 from imaginarium.filters.dedupe import DEFAULT_THRESHOLD, DedupeOptions
@@ -60,6 +62,7 @@ class FilterConfig(Options):
 
     generation: GenerationOptions = Field(default_factory=_judge_generation)
     dedupe: DedupeOptions = Field(default_factory=DedupeOptions)
+    scale: EngineOptions = Field(default_factory=EngineOptions)
     judge: bool = Field(True, description="Ask an LLM judge (three yes/no aspects, each with a reason).")
     require: list[Aspect] = Field(default_factory=_all_aspects, min_length=1,
                                   description="Judge aspects that must be yes.")
@@ -72,7 +75,8 @@ class FilterConfig(Options):
 
 
 def filter_stage(trials: str | Path, out: str | Path, config: FilterConfig | None = None, *,
-                 backend: Backend | None = None, progress: bool = True) -> dict[str, Any]:
+                 backend: Backend | None = None, progress: bool = True,
+                 ray_engine: RayEngine | None = None) -> dict[str, Any]:
     """Keep the episode trials worth training on; every dropped one keeps its reason.
 
     Args:
@@ -81,6 +85,8 @@ def filter_stage(trials: str | Path, out: str | Path, config: FilterConfig | Non
         config: the settings (default: `FilterConfig()`: judge on, all three aspects required).
         backend: the judge's backend, if already open (default: opened from `config.generation`).
         progress: show progress bars.
+        ray_engine: judge (and embed for dedupe) on Ray with this engine (default: as
+            `config.scale` says; docs/scale.md).
 
     Returns:
         The stage manifest; `extra.funnel` has the rows kept and dropped per step and per API.
@@ -104,23 +110,48 @@ def filter_stage(trials: str | Path, out: str | Path, config: FilterConfig | Non
     if writer.done:
         return writer.manifest or {}
     records = [TrialRecord.from_row(row) for row in read_rows(trials)]
-    with writer:
+    engine = open_engine(config.scale, ray_engine) if backend is None else None
+    with writer, engine or contextlib.nullcontext():
         checks = active_checks(config, lambda: backend or open_backend(config.generation))
-        return filter_trials(writer, records, checks, config.dedupe.step(DEFAULT_THRESHOLD),
-                             batch_size=config.batch_size, progress=progress)
+        return filter_trials(writer, records, checks, config.dedupe.step(DEFAULT_THRESHOLD, engine),
+                             batch_size=config.batch_size, progress=progress,
+                             on_ray=(engine, config) if engine is not None and config.judge else None)
+
+
+class CheckWorker:
+    """A Ray actor's part in `filter --engine ray`: a judge backend replica running every check
+    on batches of trials (the checks before the judge are cheap; running them here keeps one path)."""
+
+    def __init__(self, config: FilterConfig):
+        backend = open_backend(config.generation)
+        self.checks = active_checks(config, lambda: backend)
+        self.model = backend.model
+
+    def run(self, trials: list[TrialRecord]):
+        yield {"rows": _checked(trials, self.checks), "units": [t.trial_id for t in trials]}
+        yield {"stats": {"judge_model": self.model}}
 
 
 def filter_trials(writer: StageWriter, trials: list[TrialRecord], checks: Sequence[Check],
-                  dedupe: Callable | None, *, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+                  dedupe: Callable | None, *, batch_size: int = 64, progress: bool = False,
+                  on_ray: tuple[RayEngine, FilterConfig] | None = None) -> dict[str, Any]:
     """Run `checks` then `dedupe` into `writer` (resuming its finished batches); returns the manifest.
 
     `dedupe(rows) -> (kept_rows, [(dropped_row, reason), ...])` runs last, over every survivor.
+    `on_ray`: the checks run on Ray actors (`CheckWorker`, built from the config) instead.
     """
     done = writer.finished_units()
     pending = [t for t in trials if t.trial_id not in done]
     label = "judging" if any(check.name == "judge" for check in checks) else "checking"
-    for batch in batches(pending, batch_size, label, progress):
-        writer.append(_checked(batch, checks), units=[t.trial_id for t in batch])
+    judge_model = None
+    if on_ray is not None:
+        engine, config = on_ray
+        run = engine.run_batches(writer, CheckWorker, {"config": config}, pending, batch_size, lambda t: t.trial_id,
+                                 label=label if progress else None)
+        judge_model = next((s["judge_model"] for s in run.stats if s.get("judge_model")), config.generation.model)
+    else:
+        for batch in batches(pending, batch_size, label, progress):
+            writer.append(_checked(batch, checks), units=[t.trial_id for t in batch])
 
     rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["episode"], r["slot"], r["trial_id"]))
     verdicts = [json.loads(r["scores"]) for r in rows]
@@ -143,7 +174,7 @@ def filter_trials(writer: StageWriter, trials: list[TrialRecord], checks: Sequen
     facts.funnel, facts.response_sources = funnel, dict(sources)
     judge = next((check for check in checks if isinstance(check, JudgeCheck)), None)
     if judge is not None:
-        facts.judge_model = judge.judge.backend.model
+        facts.judge_model = judge_model or judge.judge.backend.model
     extra: dict[str, Any] = {**facts.extra(), "response_sources": dict(sorted(sources.items()))}
     return writer.finish(
         transform=lambda _: kept,

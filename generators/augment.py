@@ -23,6 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from imaginarium.card_facts import CardFacts
+from imaginarium.engine import EngineOptions, RayEngine, open_engine
 from imaginarium.filters.dedupe import PARAPHRASE_THRESHOLD, DedupeOptions
 from imaginarium.generators.queries import query_constraint, unframed_query
 from imaginarium.models.backend import Backend, GenerationRequest
@@ -46,6 +47,7 @@ class AugmentConfig(Options):
 
     generation: GenerationOptions = Field(default_factory=_paraphrase_generation)
     dedupe: DedupeOptions = Field(default_factory=DedupeOptions)
+    scale: EngineOptions = Field(default_factory=EngineOptions)
     target_per_api: int = Field(150, ge=1, le=10_000_000, description="Rows wanted per API.")
     max_paraphrases: int = Field(6, ge=0, le=1000, description="Most paraphrases of one query.")
     max_query_chars: int = Field(200, ge=16, le=10_000, description="Longest paraphrase.")
@@ -102,8 +104,20 @@ class Paraphraser:
         return out
 
 
+class ParaphraseWorker:
+    """A Ray actor's part in `augment --engine ray`: a backend replica paraphrasing batches of seeds."""
+
+    def __init__(self, config: AugmentConfig, counts: dict[str, int]):
+        self.paraphraser = Paraphraser(open_backend(config.generation), config)
+        self.counts = counts
+
+    def run(self, seeds: list[dict[str, Any]]):
+        rows = self.paraphraser.rows(seeds, [self.counts[s["trial_id"]] for s in seeds])
+        yield {"rows": rows, "units": [s["trial_id"] for s in seeds]}
+
+
 def augment(trials: str | Path, out: str | Path, config: AugmentConfig | None = None, *,
-            backend: Backend | None = None, progress: bool = True) -> dict[str, Any]:
+            backend: Backend | None = None, progress: bool = True, ray_engine: RayEngine | None = None) -> dict[str, Any]:
     """Paraphrase the kept queries of `trials` up to a target per API, then dedupe again.
 
     Paraphrases per query = min(round(target / kept) - 1, max_paraphrases), as in STE; each
@@ -115,6 +129,8 @@ def augment(trials: str | Path, out: str | Path, config: AugmentConfig | None = 
         config: the settings (default: `AugmentConfig()`).
         backend: the paraphrasing backend, if already open (default: opened from `config.generation`).
         progress: show progress bars.
+        ray_engine: paraphrase (and embed for dedupe) on Ray with this engine (default: as
+            `config.scale` says; docs/scale.md).
 
     Returns:
         The stage manifest (seeds, paraphrases generated and kept, duplicates dropped).
@@ -135,23 +151,35 @@ def augment(trials: str | Path, out: str | Path, config: AugmentConfig | None = 
     if writer.done:
         return writer.manifest or {}
     seeds = read_rows(trials)
+    engine = open_engine(config.scale, ray_engine) if backend is None else None
     with writer:
+        if engine is not None:
+            with engine:
+                return augment_trials(writer, seeds, config, None, config.dedupe.step(PARAPHRASE_THRESHOLD, engine),
+                                      progress, engine=engine)
         paraphraser = Paraphraser(backend or open_backend(config.generation), config)
-        return augment_trials(writer, seeds, paraphraser, config.dedupe.step(PARAPHRASE_THRESHOLD), progress)
+        return augment_trials(writer, seeds, config, paraphraser, config.dedupe.step(PARAPHRASE_THRESHOLD), progress)
 
 
-def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], paraphraser: Paraphraser,
-                   dedupe: Callable | None, progress: bool = False) -> dict[str, Any]:
-    """Paraphrase every seed (resuming finished batches), dedupe, and finish; returns the manifest."""
-    config = paraphraser.config
+def augment_trials(writer: StageWriter, seeds: list[dict[str, Any]], config: AugmentConfig,
+                   paraphraser: Paraphraser | None, dedupe: Callable | None, progress: bool = False, *,
+                   engine: RayEngine | None = None) -> dict[str, Any]:
+    """Paraphrase every seed (resuming finished batches), dedupe, and finish; returns the manifest.
+
+    With `engine`, the batches go to Ray actors (`ParaphraseWorker`) instead of `paraphraser`."""
     kept_per_api = Counter(s["api"] for s in seeds)
     counts = {s["trial_id"]: paraphrase_count(config.target_per_api, kept_per_api[s["api"]], config.max_paraphrases)
               for s in seeds}
-    done = writer.finished_units()
-    pending = [s for s in seeds if s["trial_id"] not in done]
-    for batch in batches(pending, config.batch_size, "paraphrasing", progress):
-        writer.append(paraphraser.rows(batch, [counts[s["trial_id"]] for s in batch]),
-                      units=[s["trial_id"] for s in batch])
+    if engine is not None:
+        engine.run_batches(writer, ParaphraseWorker, {"config": config, "counts": counts}, seeds, config.batch_size,
+                           lambda seed: seed["trial_id"], label="paraphrasing" if progress else None)
+    else:
+        assert paraphraser is not None
+        done = writer.finished_units()
+        pending = [s for s in seeds if s["trial_id"] not in done]
+        for batch in batches(pending, config.batch_size, "paraphrasing", progress):
+            writer.append(paraphraser.rows(batch, [counts[s["trial_id"]] for s in batch]),
+                          units=[s["trial_id"] for s in batch])
 
     rows = sorted(writer.progress_rows(), key=lambda r: (r["api"], r["trial_id"]))
     facts = CardFacts.read(writer.inputs.get("trials")).carried()

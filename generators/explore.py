@@ -35,7 +35,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from imaginarium.card_facts import CardFacts
+from imaginarium.engine import EngineOptions, RayEngine
 from imaginarium.errors import InputError
 from imaginarium.executor.options import ExecutionOptions
 from imaginarium.filters.dedupe import normalise_query
@@ -78,6 +79,7 @@ class ExploreConfig(Options):
 
     generation: GenerationOptions = Field(default_factory=_explore_generation)
     execution: ExecutionOptions = Field(default_factory=ExecutionOptions)
+    scale: EngineOptions = Field(default_factory=EngineOptions)
     apis: list[str] | None = Field(None, min_length=1, description="APIs to explore (tool names or source names). Default: every tool.")
     apis_file: Path | None = Field(None, json_schema_extra={"fingerprint": False, "exists": True},
                                    description="File of API names: a JSON list (like STE's API_list.json) or one per line.")
@@ -239,7 +241,7 @@ class Explorer:
 
     def __init__(self, tools: list[ToolSpec], apis: list[str], backend: Backend, executor, config: ExploreConfig,
                  *, distractors: dict[str, list[str]] | None = None, neighbours: dict[str, list[str]] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, episode_kinds: dict[str, str] | None = None):
         self.tools = {tool.name: tool for tool in tools}
         self.apis = apis
         self.backend = backend
@@ -253,10 +255,11 @@ class Explorer:
         # keeps its own (with `single` alone, that is the paper's memory per API)
         self.memory: dict[tuple[str, str], list[Trial]] = defaultdict(list)
         self._schemas: dict[tuple, dict[str, Any]] = {}
-        # every episode's kind, decided for the whole run at once (schemas/kinds.assign_kinds)
-        units = [f"{api}/{index}" for index in range(config.episodes) for api in apis]
-        self.episode_kinds = self._clarify_where_possible(assign_kinds(config.kinds, units, config.generation.seed))
+        # every episode's kind, decided for the whole run at once (a shard of a Ray run is handed
+        # the whole run's plan, so its episodes get the kinds they get in one process)
+        self.episode_kinds = episode_kinds if episode_kinds is not None else plan_kinds(self.tools, apis, config)
         self.reimagined = 0  # queries rejected as repeats, this run
+        self.stats: dict[str, Any] = {}  # the last run's figures (see `rounds`)
         self._repeats = RepeatGuard(config.repeat_threshold)
 
     # -- prompts ---------------------------------------------------------------------------------
@@ -398,25 +401,8 @@ class Explorer:
         return GenerationRequest(messages=[*messages, {"role": "user", "content": self.prompts.render(template)}],
                                  constraint=Constraint.choice(["yes", "no"]), **dict(sampling, max_tokens=4))
 
-    def _clarify_where_possible(self, kinds: dict[str, str]) -> dict[str, str]:
-        """A clarify episode needs an API with a required parameter to leave out: one assigned to
-        an API without any trades kinds with the first episode (in unit order) of an API that has
-        one and is not clarify itself; with no such episode it becomes single."""
-        kinds = dict(kinds)
-        for unit, kind in list(kinds.items()):
-            if kind != "clarify" or self._required(unit.rsplit("/", 1)[0]):
-                continue
-            partner = next((other for other, k in kinds.items()
-                            if k != "clarify" and self._required(other.rsplit("/", 1)[0])), None)
-            if partner is None:
-                kinds[unit] = "single"
-            else:
-                kinds[unit], kinds[partner] = kinds[partner], "clarify"
-        return kinds
-
     def _required(self, api: str) -> list[str]:
-        parameters = self.tools[api].parameters
-        return [name for name in parameters.get("required", []) if name in parameters.get("properties", {})]
+        return required_parameters(self.tools[api])
 
     def _act_schema(self, api: str, allow_call: bool, allow_answer: bool, *, kind: str = "single",
                     parallel: bool = False, ask: tuple[str, ...] | None = None, ask_only: bool = False) -> dict[str, Any]:
@@ -553,16 +539,25 @@ class Explorer:
         return "reflect"
 
     def run(self, writer: StageWriter) -> dict[str, Any]:
-        """Explore until every API has its episodes; returns the run's statistics."""
+        """Explore until every API has its episodes, appending each round's finished trials to
+        `writer`; returns the run's statistics."""
+        for records in self.rounds(writer.progress_rows()):
+            writer.append(records, units=[record["trial_id"] for record in records])
+        return self.stats
+
+    def rounds(self, written: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        """Explore, yielding the records of the trials finished in each round (the caller writes
+        them); `written` are the records already written (resume). The run's statistics are in
+        `self.stats` when the iterator is exhausted."""
         config = self.config
         started = time.perf_counter()
         before = copy.deepcopy(self.backend.stats)  # this run's figures are the differences
-        finished_ids = self._resume(writer)
+        finished_ids = self._resume(written)
         queues = {api: self._episodes_to_run(api) for api in self.apis}
         active: dict[str, list[Episode]] = {api: [] for api in self.apis}
         total = len(self.apis) * config.episodes * config.slots
-        written = len(finished_ids)
-        with _Progress(self.progress, total, written, self.apis, config) as bar:
+        done = len(finished_ids)
+        with _Progress(self.progress, total, done, self.apis, config) as bar:
             while True:
                 for api in self.apis:  # refill: keep parallel_episodes episodes per API in flight
                     while len(active[api]) < config.parallel_episodes and queues[api]:
@@ -588,15 +583,14 @@ class Explorer:
                 self._execute(calls)
                 finished = self._collect_finished(active)
                 if finished:
-                    writer.append([t.record(self.backend, config.generation.seed) for t in finished],
-                                  units=[t.trial_id for t in finished])
-                    written += len(finished)
+                    yield [t.record(self.backend, config.generation.seed) for t in finished]
+                    done += len(finished)
                     bar.advance(finished)
         wall = time.perf_counter() - started
         stats = self.backend.stats
         backend_seconds = stats.seconds - before.seconds
         run = {
-            "trials": written, "wall_seconds": round(wall, 3), "backend_seconds": round(backend_seconds, 3),
+            "trials": done, "wall_seconds": round(wall, 3), "backend_seconds": round(backend_seconds, 3),
             "backend_share": round(backend_seconds / wall, 4) if wall else 0.0,
             "prompt_tokens": stats.prompt_tokens - before.prompt_tokens,
             "completion_tokens": stats.completion_tokens - before.completion_tokens,
@@ -611,8 +605,9 @@ class Explorer:
             reused = stats.extra["prefix_reused_tokens"] - before.extra["prefix_reused_tokens"]
             computed = stats.extra["prompt_tokens_computed"] - before.extra["prompt_tokens_computed"]
             run["prompt_tokens_computed"] = computed
+            run["prefix_reused_tokens"] = reused
             run["prefix_hit_share"] = round(reused / (reused + computed), 4) if reused + computed else 0.0
-        return run
+        self.stats = run
 
     def _execute(self, calls: list[tuple[Step, dict[str, Any]]]) -> None:
         if not calls:
@@ -648,10 +643,10 @@ class Explorer:
                     active[api].remove(episode)
         return finished
 
-    def _resume(self, writer: StageWriter) -> set[str]:
+    def _resume(self, written: list[dict[str, Any]]) -> set[str]:
         """Rebuild long-term memory and unfinished episodes from the trials already written."""
         self._written: dict[tuple[str, int], list[Trial]] = defaultdict(list)
-        rows = sorted(writer.progress_rows(), key=lambda r: (r["episode"], r["slot"]))
+        rows = sorted(written, key=lambda r: (r["episode"], r["slot"]))
         for row in rows:
             trial = Trial.from_record(row)
             self.memory[(trial.api, trial.kind)].append(trial)
@@ -666,6 +661,36 @@ class Explorer:
                 kind = self.episode_kinds.get(f"{api}/{index}", "single")
                 episodes.append(Episode(api, index, done=list(done), kind=kind))
         return episodes
+
+
+def required_parameters(tool: ToolSpec) -> list[str]:
+    parameters = tool.parameters
+    return [name for name in parameters.get("required", []) if name in parameters.get("properties", {})]
+
+
+def plan_kinds(tools: dict[str, ToolSpec], apis: list[str], config: ExploreConfig) -> dict[str, str]:
+    """Every episode's kind ("api/index" -> kind), decided for the whole run at once
+    (schemas/kinds.assign_kinds), clarify moved to APIs that have a required parameter."""
+    units = [f"{api}/{index}" for index in range(config.episodes) for api in apis]
+    return _clarify_where_possible(assign_kinds(config.kinds, units, config.generation.seed),
+                                   lambda api: required_parameters(tools[api]))
+
+
+def _clarify_where_possible(kinds: dict[str, str], required) -> dict[str, str]:
+    """A clarify episode needs an API with a required parameter to leave out: one assigned to
+    an API without any trades kinds with the first episode (in unit order) of an API that has
+    one and is not clarify itself; with no such episode it becomes single."""
+    kinds = dict(kinds)
+    for unit, kind in list(kinds.items()):
+        if kind != "clarify" or required(unit.rsplit("/", 1)[0]):
+            continue
+        partner = next((other for other, k in kinds.items()
+                        if k != "clarify" and required(other.rsplit("/", 1)[0])), None)
+        if partner is None:
+            kinds[unit] = "single"
+        else:
+            kinds[unit], kinds[partner] = kinds[partner], "clarify"
+    return kinds
 
 
 def tool_inputs(tool: ToolSpec) -> str:
@@ -790,25 +815,29 @@ def explore_stage(out, tools_path, tools: list[ToolSpec], apis: list[str], backe
     with writer:
         explorer = Explorer(tools, apis, backend, executor, config, distractors=distractors, neighbours=neighbours,
                             progress=progress)
-        stats = explorer.run(writer)
-        rows = writer.progress_rows()
-        per_api: dict[str, int] = defaultdict(int)
-        per_kind: dict[str, int] = defaultdict(int)
-        succeeded = 0
-        for row in rows:
-            per_api[row["api"]] += 1
-            per_kind[row.get("kind") or "single"] += 1
-            succeeded += bool(row["succeeded"])
-        quality = exploration_quality(rows)
-        counts = {"trials": len(rows), "succeeded": succeeded, "per_api": dict(sorted(per_api.items()))}
-        if set(per_kind) != {"single"}:
-            counts["per_kind"] = dict(sorted(per_kind.items()))
-        return writer.finish(
-            counts=counts,
-            extra={"run": stats, "quality": quality},
-            files=CardFacts(quality=quality).files(),
-            sort_by=["api", "episode", "slot"],
-        )
+        return finish_exploration(writer, explorer.run(writer))
+
+
+def finish_exploration(writer: StageWriter, stats: dict[str, Any]) -> dict[str, Any]:
+    """Count, report on and finish an exploration whose trials are all written (local or Ray)."""
+    rows = writer.progress_rows()
+    per_api: dict[str, int] = defaultdict(int)
+    per_kind: dict[str, int] = defaultdict(int)
+    succeeded = 0
+    for row in rows:
+        per_api[row["api"]] += 1
+        per_kind[row.get("kind") or "single"] += 1
+        succeeded += bool(row["succeeded"])
+    quality = exploration_quality(rows)
+    counts = {"trials": len(rows), "succeeded": succeeded, "per_api": dict(sorted(per_api.items()))}
+    if set(per_kind) != {"single"}:
+        counts["per_kind"] = dict(sorted(per_kind.items()))
+    return writer.finish(
+        counts=counts,
+        extra={"run": stats, "quality": quality},
+        files=CardFacts(quality=quality).files(),
+        sort_by=["api", "episode", "slot"],
+    )
 
 
 def kind_neighbours(tools: list[ToolSpec], apis: list[str], config: ExploreConfig) -> dict[str, list[str]] | None:
@@ -836,7 +865,7 @@ def _writer(out, tools_path, apis: list[str], config: ExploreConfig, distractors
 
 
 def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = None, *,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, ray_engine: RayEngine | None = None) -> dict[str, Any]:
     """Explore the APIs of a tools file by simulated trial and error (STE) into a stage directory.
 
     Args:
@@ -845,6 +874,7 @@ def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = N
             an interrupted one is resumed.
         config: the settings (default: `ExploreConfig()`).
         progress: show progress bars.
+        ray_engine: run on Ray with this engine (default: as `config.scale` says; docs/scale.md).
 
     Returns:
         The stage manifest: counts, `extra.run` (time, tokens, prefix-cache hits) and
@@ -872,8 +902,17 @@ def explore(tools: str | Path, out: str | Path, config: ExploreConfig | None = N
     neighbours = kind_neighbours(specs, chosen, config)
     used |= {name for names in (neighbours or {}).values() for name in names}
     engine = (config.generation.backend, config.generation.model, config.generation.revision)
-    if _writer(out, tools, chosen, config, distractors, engine, neighbours).done:  # a no-op: no model loaded
+    writer = _writer(out, tools, chosen, config, distractors, engine, neighbours)
+    if writer.done:  # a no-op: no model loaded
         return read_manifest(out) or {}
+    if config.scale.on_ray or ray_engine is not None:
+        from imaginarium.engine import open_engine
+        from imaginarium.generators.explore_ray import explore_on_ray
+
+        sharded = open_engine(config.scale, ray_engine)
+        assert sharded is not None
+        return explore_on_ray(writer, specs, chosen, config, sharded, distractors=distractors, neighbours=neighbours,
+                              progress=progress)
     backend = open_backend(config.generation)
     with open_executor(specs, config.execution, simulator_backend=lambda: backend, used=used) as executor:
         return explore_stage(out, tools, specs, chosen, backend, executor, config, distractors=distractors,

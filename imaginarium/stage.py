@@ -174,6 +174,8 @@ class StageWriter:
 
     # -- locking -------------------------------------------------------------------------
     def __enter__(self) -> StageWriter:
+        # what this run creates, removed again when it stops on bad input before any unit
+        self._created = [path for path in (self.out, self._progress) if not path.exists()]
         self._progress.mkdir(parents=True, exist_ok=True)
         handle = open(self._progress / "lock", "a+")
         try:
@@ -185,10 +187,18 @@ class StageWriter:
         self._open_progress()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
+            if exc_type is not None and issubclass(exc_type, InputError) and self._created and not self._chunks():
+                # bad input found after the directory was opened (a model a Ray worker cannot
+                # load): nothing was written, so nothing is left behind
+                for name in ("lock", "state.json"):
+                    (self._progress / name).unlink(missing_ok=True)
+                for path in reversed(self._created):
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
 
     def _open_progress(self) -> None:
         """Keep the chunks of an interrupted run with the same fingerprint; drop others."""

@@ -137,7 +137,10 @@ class TransformersBackend(Backend):
 
         budget = default_prefix_cache_bytes() if prefix_cache_bytes is None else prefix_cache_bytes
         self._prefix = PrefixCache(budget) if budget > 0 else None
-        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        except OSError as exc:  # no such directory, not a model, not in the offline Hub cache
+            raise InputError(f"cannot load the model {path!r}: {str(exc).splitlines()[0]}", where="--model") from None
         self.tokenizer.padding_side = "left"
         from transformers.utils import logging as hf_logging
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from imaginarium.builders.chat import DEFAULT_SYSTEM
+from imaginarium.engine import EngineOptions, RayEngine
 from imaginarium.executor.options import ExecutionOptions
 from imaginarium.models.options import GenerationOptions, open_backend
 from imaginarium.options import Options, comma_list
@@ -36,6 +37,7 @@ class RankConfig(Options):
 
     generation: GenerationOptions = Field(default_factory=_rank_generation)
     execution: ExecutionOptions = Field(default_factory=ExecutionOptions)
+    scale: EngineOptions = Field(default_factory=EngineOptions)
     tools: Path | None = Field(None, json_schema_extra={"exists": True}, description=(
         "tools.jsonl the candidates may call. Default: the built-in offline tools (calculator, ...)."))
     candidates: int = Field(5, ge=0, le=1000, description="Sampled candidates per question (K).")
@@ -83,7 +85,7 @@ class RankConfig(Options):
 
 
 def rank(questions: str | Path, out: str | Path, config: RankConfig | None = None, *,
-         progress: bool = True) -> dict[str, Any]:
+         progress: bool = True, ray_engine: RayEngine | None = None) -> dict[str, Any]:
     """Sample, execute, score and rank candidates for `questions` (TRICE) into the directory `out`.
 
     Args:
@@ -93,6 +95,7 @@ def rank(questions: str | Path, out: str | Path, config: RankConfig | None = Non
         out: the directory to write: ranking/, preference/, sft/ (and preference_text/).
         config: the settings (default: `RankConfig()`).
         progress: show progress bars.
+        ray_engine: sample on Ray with this engine (default: as `config.scale` says; docs/scale.md).
 
     Returns:
         The manifests by sub-stage (ranking, preference, sft and, with `render_with`,
@@ -116,11 +119,12 @@ def rank(questions: str | Path, out: str | Path, config: RankConfig | None = Non
         max_turns=config.max_turns, min_calls=config.min_calls, max_tokens=config.generation.max_tokens,
         max_thought_chars=config.max_thought_chars, max_answer_chars=config.max_answer_chars,
         max_argument_chars=config.max_argument_chars, include_gold=not config.no_gold, tolerance=config.tolerance)
-    ranking = _ranking_stage(questions, out / "ranking", config, sampler_config, progress)
+    ranking = _ranking_stage(questions, out / "ranking", config, sampler_config, progress, ray_engine)
     return {"ranking": ranking, **derived_stages(out, config.pairs, config.margin, config.sft_from, config.render_with)}
 
 
-def _ranking_stage(questions, out: Path, config: RankConfig, sampler_config, progress: bool) -> dict[str, Any]:
+def _ranking_stage(questions, out: Path, config: RankConfig, sampler_config, progress: bool,
+                   ray_engine: RayEngine | None = None) -> dict[str, Any]:
     """Sample and score into OUT/ranking, one durable chunk per batch of questions."""
     from imaginarium.executor.builtins import TOOLS
     from imaginarium.jsonutil import content_hash
@@ -144,7 +148,13 @@ def _ranking_stage(questions, out: Path, config: RankConfig, sampler_config, pro
         finished = writer.finished_units()
         todo = [q for q in items if q.id not in finished]
         if todo:
-            _sample(writer, todo, specs, config, sampler_config, progress)
+            from imaginarium.engine import open_engine
+
+            engine = open_engine(config.scale, ray_engine)
+            if engine is not None:
+                _sample_on_ray(engine, writer, todo, specs, config, sampler_config, progress)
+            else:
+                _sample(writer, todo, specs, config, sampler_config, progress)
         rows = writer.progress_rows()
         counts = {**input_counts, "candidates": sum(len(r["candidates"]) for r in rows)}
         extra = {"release_config": RELEASE_CONFIGS["ranking"], "stats": task_stats(rows),
@@ -174,6 +184,51 @@ def _sample(writer, todo, specs, config: RankConfig, sampler_config, progress: b
         for batch in batches(todo, config.batch_size, "ranking questions", progress):
             rows = sampler.run_batch(list(batch))
             writer.append(rows, units=[row["question_id"] for row in rows])
+
+
+class SampleWorker:
+    """A Ray actor's part in `rank --engine ray`: the candidate backends and an executor (writing
+    to a cache shard of its own), sampling and scoring batches of questions."""
+
+    def __init__(self, specs, config: RankConfig, sampler_config):
+        import uuid
+
+        from imaginarium.executor.cache_shards import shard_dir
+        from imaginarium.executor.options import open_executor
+        from imaginarium.trice.sampler import Sampler
+
+        backends = ([open_backend(config.generation, model) for model in _models(config)]
+                    if sampler_config.candidates else [])
+        cache = config.execution.cache
+        shard = shard_dir(cache) / f"{uuid.uuid4().hex}.sqlite" if cache is not None else None
+        self._executor = open_executor(specs, config.execution, cache_shard=shard,
+                                       simulator_backend=lambda: backends[0] if backends else open_backend(config.generation))
+        self.sampler = Sampler(specs, backends, self._executor.__enter__(), sampler_config,
+                               system=config.system or None, templates=str(config.templates) if config.templates else None)
+
+    def run(self, questions):
+        rows = self.sampler.run_batch(list(questions))
+        yield {"rows": rows, "units": [row["question_id"] for row in rows]}
+
+    def close(self) -> None:
+        self._executor.__exit__(None, None, None)
+
+
+def _sample_on_ray(engine: RayEngine, writer, todo, specs, config: RankConfig, sampler_config, progress: bool) -> None:
+    from imaginarium.executor.cache import ResponseCache
+    from imaginarium.executor.cache_shards import merge_shards
+
+    cache = config.execution.cache
+    if cache is not None:
+        merge_shards(cache)  # a killed run's worker entries first
+        if not Path(cache).exists():
+            ResponseCache(cache).close()
+    with engine:
+        engine.run_batches(writer, SampleWorker, {"specs": specs, "config": config, "sampler_config": sampler_config},
+                           todo, config.batch_size, lambda question: question.id,
+                           label="ranking questions" if progress else None)
+    if cache is not None:
+        merge_shards(cache)
 
 
 def derived_stages(out: Path, pairs: str, margin: float, sft_from: str, render_with: str | None) -> dict[str, Any]:

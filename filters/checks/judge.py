@@ -84,12 +84,19 @@ def judge_problem(verdict: dict[str, Any] | None, require: Sequence[str]) -> str
 class Judge:
     """Judges trials in batches with one backend; verdicts are `{aspect: {reason, verdict}}`."""
 
-    def __init__(self, backend: Backend, *, seed: int = 0, max_tokens: int = 768, templates: str | None = None):
-        self.backend = backend
+    def __init__(self, backend: Backend | Callable[[], Backend], *, seed: int = 0, max_tokens: int = 768,
+                 templates: str | None = None):
+        self._backend = backend  # or the function that opens it, on the first verdict asked
         self.seed = seed
         self.max_tokens = max_tokens
         self.prompts = Prompts(TEMPLATES, "judge", templates)
         self.constraint = Constraint.json(judge_schema())
+
+    @property
+    def backend(self) -> Backend:
+        if not isinstance(self._backend, Backend):
+            self._backend = self._backend()
+        return self._backend
 
     def request(self, trial: TrialRecord) -> GenerationRequest:
         episode = self.prompts.render("episode", query=trial.query, steps=episode_steps(trial),
@@ -119,7 +126,7 @@ class JudgeCheck:
     def from_config(cls, config: FilterConfig, backend: Callable[[], Backend]) -> JudgeCheck | None:
         if not config.judge:
             return None
-        judge = Judge(backend(), seed=config.generation.seed, max_tokens=config.generation.max_tokens,
+        judge = Judge(backend, seed=config.generation.seed, max_tokens=config.generation.max_tokens,
                       templates=str(config.templates) if config.templates else None)
         return cls(judge, config.require)
 
