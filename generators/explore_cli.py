@@ -40,5 +40,8 @@ def explore_command(tools: Path, out: Path, **params: Any) -> None:
         hits = f", {run['prefix_hit_share']:.0%} of prompt tokens from the prefix cache" if "prefix_hit_share" in run else ""
         click.echo(f"wall {run['wall_seconds']:.1f} s, {run['backend_share']:.0%} inside the backend, "
                    f"{run['prompt_tokens']} prompt + {run['completion_tokens']} completion tokens{hits}")
+    if run.get("engine") == "ray":
+        click.echo(f"ray: {run['replicas']} replicas, {run['shards']} shards, "
+                   f"{run['worker_deaths']} worker deaths survived ({run['dispatches']} dispatches)")
     for line in format_quality(manifest.get("extra", {}).get("quality", {})):
         click.echo(line)

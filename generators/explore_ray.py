@@ -117,6 +117,7 @@ def _combined(stats: list[dict[str, Any]], wall: float) -> dict[str, Any]:
             if isinstance(value, (int, float)) and key not in ("backend_share", "prefix_hit_share"):
                 summed[key] = summed.get(key, 0) + value
     summed["wall_seconds"] = round(wall, 3)
+    summed["worker_seconds_max"] = round(max((part.get("wall_seconds", 0.0) for part in stats), default=0.0), 3)
     backend = summed.get("backend_seconds", 0.0)
     summed["backend_seconds"] = round(backend, 3)
     summed["backend_share"] = round(backend / wall, 4) if wall else 0.0

@@ -237,7 +237,7 @@ def test_explore_cli_on_ray(tmp_path, cluster, toolset, tiny_model, run):
                          "--model", str(tiny_model), "--backend", "transformers", "--cache", str(cache),
                          "--engine", "ray", "--replicas", "1")
     assert code == 0, err
-    assert "1 trials" in out
+    assert "1 trials" in out and "ray: 1 replicas, 1 shards, 0 worker deaths survived" in out
     assert read_manifest(tmp_path / "out")["extra"]["run"]["engine"] == "ray"
 
 
