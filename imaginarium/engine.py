@@ -187,6 +187,7 @@ class RayEngine:
         self.options = options or EngineOptions(engine="ray")
         self.after_chunk = after_chunk
         self.pids: dict[Any, int] = {}  # live actor -> its process id
+        self.running: dict[str, int] = {}  # shard key -> the process id of the actor running it
         self._cluster: contextlib.ExitStack | None = None
 
     def __enter__(self) -> RayEngine:
@@ -242,6 +243,7 @@ class RayEngine:
                             attempts[key] = attempts.get(key, 0) + 1
                             actor = idle.pop()
                             running[actor.run.remote(payload_for(key))] = (actor, key)
+                            self.running[key] = self.pids[actor]
                             result.dispatches += 1
                         ready, _ = ray.wait(list(running), num_returns=1)
                         for generator in ready:
@@ -250,10 +252,12 @@ class RayEngine:
                                 chunk = ray.get(next(generator))
                             except StopIteration:
                                 del running[generator]
+                                self.running.pop(key, None)
                                 idle.append(actor)
                                 continue
                             except ray.exceptions.RayActorError:
                                 del running[generator]
+                                self.running.pop(key, None)
                                 self.pids.pop(actor, None)
                                 result.worker_deaths += 1
                                 if attempts[key] >= MAX_ATTEMPTS:
@@ -277,6 +281,7 @@ class RayEngine:
                         with contextlib.suppress(Exception):
                             ray.kill(actor)
                     self.pids.clear()
+                    self.running.clear()
             return result
 
     def run_batches(self, writer: Any, factory: Callable[..., Any], kwargs: dict[str, Any], items: Sequence[Any],
