@@ -11,7 +11,9 @@ a typed config (the same options as its command), and returns the stage's manife
 Configs are pydantic models: `ExploreConfig(episodes=2)` checks its values, and
 `ExploreConfig.from_flat({"episodes": 2, "model": "tiny"})` takes the flat names a recipe uses
 (nested option groups included) and raises `InputError` with one line naming the bad key.
-Names are imported lazily, so `import imaginarium` stays light.
+Names are imported lazily, so `import imaginarium` stays light. Model stages run on a Ray
+cluster with `ExploreConfig(scale={"engine": "ray"})` (flat: `engine="ray"`) or by handing them
+`ray_engine=RayEngine(EngineOptions(engine="ray", replicas=4))` (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ _EXPORTS = {
     "GenerationOptions": "imaginarium.models.options",
     "ExecutionOptions": "imaginarium.executor.options",
     "DedupeOptions": "imaginarium.filters.dedupe",
+    "EngineOptions": "imaginarium.engine",
+    "RayEngine": "imaginarium.engine",
     "import_tools": "imaginarium.executor.tools_import",
     "ImportConfig": "imaginarium.executor.tools_import",
     "explore": "imaginarium.generators.explore",

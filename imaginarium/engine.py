@@ -96,8 +96,8 @@ def ray_cluster(options: EngineOptions) -> Iterator[Any]:
         return
     address = options.ray_address or "local"
     _check_reachable(address)
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+    try:  # Ray's own log at ERROR: its notices (token auth on every local start) are noise in a stage's output
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot join the Ray cluster at {address}: {exc}", where="--ray-address") from None
@@ -136,6 +136,12 @@ def replica_resources(ray, options: EngineOptions) -> tuple[int, float, float]:
         replicas = max(1, int(total.get("GPU", 0) // gpus))
     else:
         replicas = max(1, int(total.get("CPU", 1) // options.cpus_per_replica))
+    # Ray would wait forever for resources the cluster does not have: say so now
+    for name, each, flag in (("CPU", options.cpus_per_replica, "--cpus-per-replica"), ("GPU", gpus, "--gpus-per-replica")):
+        have = total.get(name, 0)
+        if each and replicas * each > have + 1e-9:
+            raise InputError(f"{replicas} replicas x {flag} {each:g} need {replicas * each:g} {name}s; the cluster has "
+                             f"{have:g} (give fewer --replicas or less {flag})", where="--replicas")
     return replicas, options.cpus_per_replica, gpus
 
 

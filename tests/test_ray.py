@@ -299,3 +299,26 @@ def test_a_stage_stopped_by_bad_input_before_any_unit_leaves_nothing(tmp_path):
         writer.append([{"a": 1}], units=["u1"])
         raise InputError("a later batch is bad")
     assert writer.finished_units() == {"u1"}
+
+
+def test_replicas_the_cluster_cannot_hold_are_one_line(cluster):
+    from imaginarium.errors import InputError
+
+    with pytest.raises(InputError, match="3 replicas x --cpus-per-replica 1 need 3 CPUs; the cluster has 2"):
+        RayEngine(EngineOptions(engine="ray", replicas=3)).replica_count()
+    with pytest.raises(InputError, match="need 1 GPUs; the cluster has 0"):
+        RayEngine(EngineOptions(engine="ray", gpus_per_replica=1)).replica_count()
+    assert RayEngine(EngineOptions(engine="ray")).replica_count() == 2  # one per CPU
+    assert RayEngine(EngineOptions(engine="ray", cpus_per_replica=2)).replica_count() == 1
+
+
+def test_without_ray_installed_the_engine_is_one_line(monkeypatch):
+    import sys
+
+    from imaginarium.engine import open_engine
+    from imaginarium.errors import InputError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray imports
+    with pytest.raises(InputError, match=r"pip install 'imaginarium\[ray\]'"):
+        open_engine(EngineOptions(engine="ray"))
+    assert open_engine(EngineOptions()) is None  # the local engine needs no Ray
