@@ -175,7 +175,7 @@ class StageWriter:
     # -- locking -------------------------------------------------------------------------
     def __enter__(self) -> StageWriter:
         # what this run creates, removed again when it stops on bad input before any unit
-        self._created = [path for path in (self.out, self._progress) if not path.exists()]
+        self._created = [path for path in (*reversed(self.out.parents), self.out, self._progress) if not path.exists()]
         self._progress.mkdir(parents=True, exist_ok=True)
         handle = open(self._progress / "lock", "a+")
         try:

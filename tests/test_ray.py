@@ -291,10 +291,11 @@ def test_a_stage_stopped_by_bad_input_before_any_unit_leaves_nothing(tmp_path):
     from imaginarium.errors import InputError
     from imaginarium.stage import StageWriter
 
-    writer = StageWriter(tmp_path / "out", "explore", {}, {})
+    writer = StageWriter(tmp_path / "out" / "ranking", "rank", {}, {})  # rank writes OUT/ranking
     with pytest.raises(InputError), writer:
         raise InputError("the model cannot be loaded")
     assert not (tmp_path / "out").exists()
+    writer = StageWriter(tmp_path / "out", "explore", {}, {})
     with pytest.raises(InputError), writer:  # after a unit, the unit is kept for the re-run
         writer.append([{"a": 1}], units=["u1"])
         raise InputError("a later batch is bad")
