@@ -14,6 +14,9 @@ from imaginarium.builders.scenarios import PreferenceConfig
 from imaginarium.builders.sft import SftConfig
 from imaginarium.options import PATH, cli_options, out_option, parse_cli
 
+tools_option = click.option("--tools", required=True, type=PATH,
+                            help="tools.jsonl with every tool the trials use (`imaginarium tools import`).")
+
 
 @click.group()
 def build() -> None:
@@ -23,8 +26,7 @@ def build() -> None:
 @build.command("sft")
 @click.argument("trials", type=PATH)
 @out_option("Output stage directory.")
-@click.option("--tools", required=True, type=PATH,
-              help="tools.jsonl with every tool the trials use (`imaginarium tools import`).")
+@tools_option
 @cli_options(SftConfig)
 def sft_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
     """Build SFT rows from a stage directory of episode trials (explore, filter or augment output)."""
@@ -38,8 +40,7 @@ def sft_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
 @build.command("bfcl")
 @click.argument("trials", type=PATH)
 @out_option("Output directory: BFCL question and possible-answer files.")
-@click.option("--tools", required=True, type=PATH,
-              help="tools.jsonl with every tool the trials use (`imaginarium tools import`).")
+@tools_option
 @cli_options(BfclConfig)
 def bfcl_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
     """Export a held-out part of the trials as BFCL test files (questions + possible answers).
@@ -62,8 +63,7 @@ def bfcl_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
 @build.command("preference")
 @click.argument("trials", type=PATH)
 @out_option("Output directory: preference/ (and preference_text/ with --render-with) stage directories.")
-@click.option("--tools", required=True, type=PATH,
-              help="tools.jsonl with every tool the trials use (`imaginarium tools import`).")
+@tools_option
 @cli_options(PreferenceConfig)
 def preference_command(trials: Path, out: Path, tools: Path, **params: Any) -> None:
     """Build DPO pairs from explored trials: when not to call, and executed failures.

@@ -13,6 +13,7 @@ worker (committed transactions survive SIGKILL) are kept too.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,26 @@ def shard_dir(cache: str | Path) -> Path:
     """Where the workers of runs on `cache` write their shards."""
     cache = Path(cache)
     return cache.with_name(cache.name + SUFFIX)
+
+
+def worker_shard(cache: str | Path | None) -> Path | None:
+    """A new shard file for one worker of a run on `cache` (None without a cache)."""
+    return shard_dir(cache) / f"{uuid.uuid4().hex}.sqlite" if cache is not None else None
+
+
+@contextlib.contextmanager
+def merged_shards(cache: str | Path | None) -> Iterator[None]:
+    """The driver's side of a sharded run on `cache`: the shards a killed run left are merged
+    first (finished work), the cache exists for the workers to open read-only, and the run's
+    shards are merged at the end."""
+    if cache is None:
+        yield
+        return
+    merge_shards(cache)
+    if not Path(cache).exists():
+        ResponseCache(cache).close()
+    yield
+    merge_shards(cache)
 
 
 class OverlayCache:

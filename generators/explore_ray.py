@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from imaginarium.engine import RayEngine
@@ -33,17 +31,15 @@ class ExploreWorker:
 
     def __init__(self, tools: list[ToolSpec], config: ExploreConfig, distractors: dict[str, list[str]] | None,
                  neighbours: dict[str, list[str]] | None, episode_kinds: dict[str, str]):
-        from imaginarium.executor.cache_shards import shard_dir
+        from imaginarium.executor.cache_shards import worker_shard
         from imaginarium.executor.options import open_executor
         from imaginarium.models.options import open_backend
 
         self.tools, self.config = tools, config
         self.distractors, self.neighbours, self.episode_kinds = distractors, neighbours, episode_kinds
         self.backend = open_backend(config.generation)
-        cache = config.execution.cache
-        shard = shard_dir(cache) / f"{uuid.uuid4().hex}.sqlite" if cache is not None else None
         self._executor = open_executor(tools, config.execution, simulator_backend=lambda: self.backend,
-                                       cache_shard=shard)
+                                       cache_shard=worker_shard(config.execution.cache))
         self.executor = self._executor.__enter__()
 
     def run(self, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -69,40 +65,30 @@ def explore_on_ray(writer: StageWriter, tools: list[ToolSpec], apis: list[str], 
                    engine: RayEngine, *, distractors: dict[str, list[str]] | None = None,
                    neighbours: dict[str, list[str]] | None = None, progress: bool = True) -> dict[str, Any]:
     """Explore `apis` into `writer` on Ray; returns the finished stage's manifest."""
-    from imaginarium.executor.cache_shards import merge_shards
+    from imaginarium.executor.cache_shards import merged_shards
 
-    cache = config.execution.cache
-    if cache is not None:
-        merge_shards(cache)  # a killed run's worker entries first: they are finished work
-        if not Path(cache).exists():  # the workers open it read-only
-            from imaginarium.executor.cache import ResponseCache
-
-            ResponseCache(cache).close()
     started = time.perf_counter()
     kinds = plan_kinds({tool.name: tool for tool in tools}, apis, config)
-    with writer, engine:
-        done = writer.finished_units()
-        shards = shard_apis(apis, engine.replica_count(), engine.options.shard_apis)
-
-        written: dict[str, list[dict[str, Any]]] = {}  # api -> its trials written (a retry resumes from them)
-        for row in writer.progress_rows():
-            written.setdefault(row["api"], []).append(row)
-
-        def payload(key: str) -> dict[str, Any]:
-            return {"apis": shards[key], "written": [row for api in shards[key] for row in written.get(api, [])]}
-
-        def append(_key: str, chunk: dict[str, Any]) -> None:
-            writer.append(chunk["rows"], units=chunk["units"])
-            for row in chunk["rows"]:
+    with engine, writer:
+        with merged_shards(config.execution.cache):
+            shards = shard_apis(apis, engine.replica_count(), engine.options.shard_apis)
+            written: dict[str, list[dict[str, Any]]] = {}  # api -> its trials written (a retry resumes from them)
+            for row in writer.progress_rows():
                 written.setdefault(row["api"], []).append(row)
 
-        total = len(apis) * config.episodes * config.slots
-        run = engine.run_shards(ExploreWorker, {"tools": tools, "config": config, "distractors": distractors,
-                                                "neighbours": neighbours, "episode_kinds": kinds},
-                                list(shards), payload, append, progress_label="trials" if progress else None,
-                                total_units=total - len(done))
-        if cache is not None:
-            merge_shards(cache)
+            def payload(key: str) -> dict[str, Any]:
+                return {"apis": shards[key], "written": [row for api in shards[key] for row in written.get(api, [])]}
+
+            def append(_key: str, chunk: dict[str, Any]) -> None:
+                writer.append(chunk["rows"], units=chunk["units"])
+                for row in chunk["rows"]:
+                    written.setdefault(row["api"], []).append(row)
+
+            total = len(apis) * config.episodes * config.slots
+            run = engine.run_shards(ExploreWorker, {"tools": tools, "config": config, "distractors": distractors,
+                                                    "neighbours": neighbours, "episode_kinds": kinds},
+                                    list(shards), payload, append, progress_label="trials" if progress else None,
+                                    total_units=total - sum(map(len, written.values())))
         stats = _combined(run.stats, time.perf_counter() - started)
         stats.update(engine="ray", replicas=run.replicas, shards=run.shards, dispatches=run.dispatches,
                      worker_deaths=run.worker_deaths)

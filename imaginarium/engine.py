@@ -154,9 +154,19 @@ class ShardWorker:
     """
 
     def __init__(self, factory: Callable[..., Any], kwargs: dict[str, Any]):
-        self.impl = factory(**kwargs)
+        # Bad input met while building (a model that cannot load) is kept and raised by the first
+        # call, so it reaches the driver as itself; raised here, Ray would report a dead actor.
+        self.impl: Any = None
+        self.error: InputError | None = None
+        try:
+            self.impl = factory(**kwargs)
+        except InputError as exc:
+            self.error = exc
 
     def pid(self) -> int:
+        """The actor's process id (the driver asks it first: it also raises a build error)."""
+        if self.error is not None:
+            raise self.error
         return os.getpid()
 
     def run(self, payload: Any) -> Iterator[dict[str, Any]]:
@@ -283,6 +293,9 @@ class RayEngine:
                             if self.after_chunk is not None:
                                 self.after_chunk(key, chunk)
                 finally:
+                    # idle actors close their executor first (MCP servers stopped, cache shard closed)
+                    with contextlib.suppress(Exception):
+                        ray.get([actor.close.remote() for actor in idle], timeout=60)
                     for actor in [*idle, *(a for a, _ in running.values())]:
                         with contextlib.suppress(Exception):
                             ray.kill(actor)
@@ -373,11 +386,6 @@ def _unwrap(ray, action: Callable[[], Any]) -> Any:
         return action()
     except ray.exceptions.RayTaskError as exc:
         raise _cause(exc) from None
-    except ray.exceptions.RayActorError as exc:
-        cause = getattr(exc, "error_msg", None) or str(exc)
-        if "InputError" in cause:  # the actor's constructor refused its input
-            raise InputError(cause.strip().splitlines()[-1].split("InputError: ", 1)[-1]) from None
-        raise
 
 
 def _cause(exc: BaseException) -> BaseException:

@@ -169,40 +169,34 @@ def _models(config: RankConfig) -> list[str]:
 
 
 def _sample(writer, todo, specs, config: RankConfig, sampler_config, progress: bool) -> None:
-    from imaginarium.executor.options import open_executor
     from imaginarium.progress import batches
-    from imaginarium.trice.sampler import Sampler
 
-    backends = [open_backend(config.generation, model) for model in _models(config)] if sampler_config.candidates else []
-
-    def simulator_backend():
-        return backends[0] if backends else open_backend(config.generation)
-
-    with open_executor(specs, config.execution, simulator_backend=simulator_backend) as executor:
-        sampler = Sampler(specs, backends, executor, sampler_config, system=config.system or None,
-                          templates=str(config.templates) if config.templates else None)
+    worker = SampleWorker(specs, config, sampler_config, sharded=False)
+    try:
         for batch in batches(todo, config.batch_size, "ranking questions", progress):
-            rows = sampler.run_batch(list(batch))
-            writer.append(rows, units=[row["question_id"] for row in rows])
+            for chunk in worker.run(batch):
+                writer.append(chunk["rows"], units=chunk["units"])
+    finally:
+        worker.close()
 
 
 class SampleWorker:
-    """A Ray actor's part in `rank --engine ray`: the candidate backends and an executor (writing
-    to a cache shard of its own), sampling and scoring batches of questions."""
+    """Candidate backends and an executor, sampling and scoring batches of questions: here (`_sample`),
+    or as a Ray actor's part in `rank --engine ray` (`sharded`: its cache writes go to a shard of its own)."""
 
-    def __init__(self, specs, config: RankConfig, sampler_config):
-        import uuid
-
-        from imaginarium.executor.cache_shards import shard_dir
+    def __init__(self, specs, config: RankConfig, sampler_config, *, sharded: bool = True):
+        from imaginarium.executor.cache_shards import worker_shard
         from imaginarium.executor.options import open_executor
         from imaginarium.trice.sampler import Sampler
 
         backends = ([open_backend(config.generation, model) for model in _models(config)]
                     if sampler_config.candidates else [])
-        cache = config.execution.cache
-        shard = shard_dir(cache) / f"{uuid.uuid4().hex}.sqlite" if cache is not None else None
-        self._executor = open_executor(specs, config.execution, cache_shard=shard,
-                                       simulator_backend=lambda: backends[0] if backends else open_backend(config.generation))
+
+        def simulator_backend():
+            return backends[0] if backends else open_backend(config.generation)
+
+        shard = worker_shard(config.execution.cache) if sharded else None
+        self._executor = open_executor(specs, config.execution, simulator_backend=simulator_backend, cache_shard=shard)
         self.sampler = Sampler(specs, backends, self._executor.__enter__(), sampler_config,
                                system=config.system or None, templates=str(config.templates) if config.templates else None)
 
@@ -215,20 +209,12 @@ class SampleWorker:
 
 
 def _sample_on_ray(engine: RayEngine, writer, todo, specs, config: RankConfig, sampler_config, progress: bool) -> None:
-    from imaginarium.executor.cache import ResponseCache
-    from imaginarium.executor.cache_shards import merge_shards
+    from imaginarium.executor.cache_shards import merged_shards
 
-    cache = config.execution.cache
-    if cache is not None:
-        merge_shards(cache)  # a killed run's worker entries first
-        if not Path(cache).exists():
-            ResponseCache(cache).close()
-    with engine:
+    with engine, merged_shards(config.execution.cache):
         engine.run_batches(writer, SampleWorker, {"specs": specs, "config": config, "sampler_config": sampler_config},
                            todo, config.batch_size, lambda question: question.id,
                            label="ranking questions" if progress else None)
-    if cache is not None:
-        merge_shards(cache)
 
 
 def derived_stages(out: Path, pairs: str, margin: float, sft_from: str, render_with: str | None) -> dict[str, Any]:
